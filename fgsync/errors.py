@@ -1,0 +1,145 @@
+"""fgsync's errors: one base class, each error knows its exit code and its event code.
+
+The tree::
+
+    FgsyncError                      exit 1, code "error"
+     ├── UsageError                  exit 2, code "usage"     bad arguments, unknown function name
+     │    └── ConfigError            exit 2, code "config"    fgsync.toml problems: file, key, value, what is allowed
+     ├── PackageError                exit 1, code "package"   symlink out of source, unreadable file, empty, > 50 MB
+     ├── BuildError                  exit 1, code "build"     the function's `build` command failed (carries its output)
+     ├── DriftError                  exit 1, code "drift"     --no-overwrite and someone else changed the function
+     ├── CredentialsError            exit 3, code "auth"      no credentials, keyring unusable, login failed
+     │    └── KeyringError           exit 3, code "auth"      the OS keyring is absent, locked or timed out
+     └── ApiError                    exit 1, code = the service code (FSS.1051 …)
+          ├── NetworkError           exit 1, code "network"   connect/read failures; retryable
+          ├── TransientApiError      exit 1                   408, 429, 5xx; retryable
+          └── AuthApiError           exit 3                   401: token missing, wrong or expired, bad signature
+
+`cli.main` catches FgsyncError only and prints ``Error: <message>``; anything else is a bug and keeps its traceback.
+Messages never contain a secret.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_CREDENTIALS = 3
+EXIT_INTERRUPTED = 130
+
+
+class FgsyncError(Exception):
+    """Base of every error fgsync reports to the user."""
+
+    exit_code: int = EXIT_FAILED
+    code: str = "error"
+    retryable: bool = False
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class UsageError(FgsyncError):
+    """Wrong command-line usage (unknown function name, conflicting flags)."""
+
+    exit_code = EXIT_USAGE
+    code = "usage"
+
+
+class ConfigError(UsageError):
+    """A problem in fgsync.toml; the message names the file, the key, the value and what is allowed."""
+
+    code = "config"
+
+    def __init__(self, message: str, *, path: str | None = None, key: str | None = None) -> None:
+        self.path = path
+        self.key = key
+        super().__init__(message)
+
+
+class PackageError(FgsyncError):
+    """The function's tree cannot be packaged (names the offending path)."""
+
+    code = "package"
+
+
+class BuildError(FgsyncError):
+    """The function's `build` command failed."""
+
+    code = "build"
+
+    def __init__(self, message: str, *, output: str = "", returncode: int | None = None) -> None:
+        self.output = output
+        self.returncode = returncode
+        super().__init__(message)
+
+
+class DriftError(FgsyncError):
+    """The remote code changed behind fgsync's back and --no-overwrite forbids replacing it."""
+
+    code = "drift"
+
+
+class CredentialsError(FgsyncError):
+    """Credentials are missing, invalid or expired, or cannot be stored."""
+
+    exit_code = EXIT_CREDENTIALS
+    code = "auth"
+
+
+class KeyringError(CredentialsError):
+    """The OS keyring cannot be used (absent, locked, timed out)."""
+
+
+class ApiError(FgsyncError):
+    """An error answered by FunctionGraph (or IAM), or met on the way to it.
+
+    Attributes:
+        status: HTTP status, or None when no answer came.
+        code: the service's error code (``FSS.1051``, ``APIGW.0301``) or a local one (``network``).
+        error_msg: the service's message.
+        request_id: the ``X-Request-Id`` of the answer, when there was one.
+    """
+
+    def __init__(
+        self,
+        error_msg: str,
+        *,
+        status: int | None = None,
+        code: str = "error",
+        request_id: str | None = None,
+        retryable: bool = False,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.error_msg = error_msg
+        self.request_id = request_id
+        self.retryable = retryable
+        parts = []
+        if status is not None:
+            parts.append(f"HTTP {status}")
+        if code and code != "error":
+            parts.append(code)
+        head = " ".join(parts)
+        text = f"{head}: {error_msg}" if head else error_msg
+        if request_id:
+            text += f" (request id {request_id})"
+        super().__init__(text)
+
+
+class NetworkError(ApiError):
+    """No answer: connection refused or dropped, read timeout, TLS failure."""
+
+    def __init__(self, error_msg: str) -> None:
+        super().__init__(error_msg, code="network", retryable=True)
+
+
+class TransientApiError(ApiError):
+    """408, 429 or 5xx: worth retrying with backoff."""
+
+
+class AuthApiError(ApiError):
+    """401 from the service: the token is missing, wrong or expired, or the signature is bad."""
+
+    exit_code = EXIT_CREDENTIALS

@@ -100,7 +100,10 @@ class ApiError(FgsyncError):
         code: the service's error code (``FSS.1051``, ``APIGW.0301``) or a local one (``network``).
         error_msg: the service's message.
         request_id: the ``X-Request-Id`` of the answer, when there was one.
+        retry_after: seconds the service asked to wait (``Retry-After``), when it did.
     """
+
+    retry_after: float | None = None
 
     def __init__(
         self,

@@ -1,0 +1,386 @@
+"""FunctionGraph client over httpx: the calls fgsync uses, typed errors, and the retry policy.
+
+The client takes plain values (endpoint, project id, an ``httpx.Auth``) and never reads the config. Every answer
+that is not a success becomes an :class:`~fgsync.errors.ApiError` carrying the HTTP status, the service's code and
+message, and the request id. Connection and read failures, 408, 429 and 5xx are retried with capped exponential
+backoff and full jitter; other 4xx are not.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import random
+import ssl
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Union
+from urllib.parse import quote
+
+import httpx
+
+from fgsync.errors import ApiError, AuthApiError, NetworkError, TransientApiError
+
+log = logging.getLogger(__name__)
+
+ProgressHook = Callable[[int, int], None]
+Verify = Union[ssl.SSLContext, bool]
+
+_TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_UPLOAD_CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry transient failures.
+
+    The n-th retry waits a random time in [0, min(cap, base * 2**n)] ("full jitter"), or the server's
+    ``Retry-After`` when it says so (capped too).
+    """
+
+    attempts: int = 4
+    base: float = 0.5
+    cap: float = 8.0
+
+    def delay(self, retry: int, rng: Callable[[], float] = random.random) -> float:
+        return float(rng()) * min(self.cap, self.base * (2.0**retry))
+
+
+@dataclass(frozen=True)
+class RemoteCode:
+    """What ShowFunctionCode / UpdateFunctionCode answer about a function's code."""
+
+    urn: str
+    name: str
+    runtime: str
+    code_type: str
+    code_filename: str
+    code_size: int
+    digest: str
+    last_modified: str
+    depend_version_list: tuple[str, ...]
+    raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RemoteConfig:
+    """What ShowFunctionConfig answers (the fields fgsync shows)."""
+
+    urn: str
+    name: str
+    runtime: str
+    handler: str
+    memory_size: int
+    timeout: int
+    code_size: int
+    digest: str
+    last_modified: str
+    raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """A sync invocation's answer (v1 format)."""
+
+    request_id: str
+    status: int
+    result: str
+    log: str
+    ms: int
+    function_error: bool
+    summary: Mapping[str, Any] = field(default_factory=dict)
+
+
+class FunctionGraphClient:
+    """The FunctionGraph calls fgsync needs.
+
+    Args:
+        endpoint: base URL, e.g. ``https://functiongraph.cn-north-4.myhuaweicloud.com``.
+        project_id: the 32-character project id.
+        auth: adds credentials to each request (token header or AK/SK signature).
+        verify: TLS verification (an SSLContext; False only for tests over plain http).
+        transport: an httpx transport, e.g. ``httpx.WSGITransport(app=...)`` in tests.
+        retry: the retry policy for transient failures.
+        sleep: how to wait between retries (tests pass a fake).
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        project_id: str,
+        *,
+        auth: httpx.Auth,
+        verify: Verify = True,
+        transport: Optional[httpx.BaseTransport] = None,
+        retry: RetryPolicy = RetryPolicy(),
+        sleep: Callable[[float], None] = time.sleep,
+        timeout: float = 60.0,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self.project_id = project_id
+        self._retry = retry
+        self._sleep = sleep
+        self._rng = rng
+        self._http = httpx.Client(
+            auth=auth,
+            verify=verify,
+            transport=transport,
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            headers={"User-Agent": _user_agent()},
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> FunctionGraphClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _function_url(self, urn: str, suffix: str) -> str:
+        # The SDK percent-encodes the URN (":" -> "%3A"); FunctionGraph accepts both forms.
+        return f"{self.endpoint}/v2/{self.project_id}/fgs/functions/{quote(urn, safe='')}/{suffix}"
+
+    def show_code(self, urn: str) -> RemoteCode:
+        """ShowFunctionCode: the function's current code fingerprint (``digest``) and dependencies."""
+        return _remote_code(_json_body(self._call("GET", self._function_url(urn, "code"))))
+
+    def show_config(self, urn: str) -> RemoteConfig:
+        """ShowFunctionConfig: runtime, handler, memory, timeout, code size and digest."""
+        data = _json_body(self._call("GET", self._function_url(urn, "config")))
+        return RemoteConfig(
+            urn=str(data.get("func_urn") or urn),
+            name=str(data.get("func_name") or ""),
+            runtime=str(data.get("runtime") or ""),
+            handler=str(data.get("handler") or ""),
+            memory_size=_int(data.get("memory_size")),
+            timeout=_int(data.get("timeout")),
+            code_size=_int(data.get("code_size")),
+            digest=str(data.get("digest") or ""),
+            last_modified=str(data.get("last_modified") or ""),
+            raw=data,
+        )
+
+    def update_code(
+        self,
+        urn: str,
+        *,
+        code_type: str,
+        code_filename: str,
+        data: bytes,
+        depend_version_list: Sequence[str],
+        kms_key_id: Optional[str] = None,
+        progress: Optional[ProgressHook] = None,
+    ) -> RemoteCode:
+        """UpdateFunctionCode: replace the function's code with ``data`` (a zip or jar).
+
+        Raises:
+            ValueError: ``data`` is empty — an empty ``func_code.file`` resets the function to template code,
+                so the client refuses to send one whatever the caller did.
+        """
+        if not data:
+            raise ValueError("refusing to send an empty package: it would reset the function to template code")
+        body: dict[str, Any] = {
+            "code_type": code_type,
+            "code_filename": code_filename,
+            "func_code": {"file": base64.b64encode(data).decode("ascii"), "link": ""},
+            # Re-sent on every update: leaving it out may detach the function's dependencies.
+            "depend_version_list": list(depend_version_list),
+        }
+        if kms_key_id:
+            body["code_encrypt_kms_key_id"] = kms_key_id
+        payload = json.dumps(body, separators=(",", ":")).encode("ascii")
+        response = self._call("PUT", self._function_url(urn, "code"), body=payload, progress=progress)
+        return _remote_code(_json_body(response))
+
+    def invoke(self, urn: str, event: bytes) -> Invocation:
+        """Sync InvokeFunction with the v1 answer and the log tail. Not retried: a handler may have effects."""
+        started = time.monotonic()
+        headers = {"X-Cff-Log-Type": "tail", "X-CFF-Request-Version": "v1"}
+        response = self._call(
+            "POST", self._function_url(urn, "invocations"), body=event, headers=headers, retries=0
+        )
+        ms = int((time.monotonic() - started) * 1000)
+        data = _json_body(response)
+        try:
+            summary = json.loads(response.headers.get("X-Cff-Invoke-Summary") or "{}")
+        except ValueError:
+            summary = {}
+        result = data.get("result")
+        return Invocation(
+            request_id=str(data.get("request_id") or response.headers.get("X-Cff-Request-Id") or ""),
+            status=_int(data.get("status")),
+            result=result if isinstance(result, str) else json.dumps(result),
+            log=str(data.get("log") or ""),
+            ms=ms,
+            function_error=response.headers.get("X-Is-Func-Err", "").lower() == "true"
+            or response.headers.get("X-Func-Err-Code", "0") not in ("0", ""),
+            summary=summary if isinstance(summary, dict) else {},
+        )
+
+    def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: Optional[bytes] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        progress: Optional[ProgressHook] = None,
+        retries: Optional[int] = None,
+    ) -> httpx.Response:
+        attempts = (self._retry.attempts if retries is None else retries) + 1
+        for attempt in range(attempts):
+            try:
+                return self._once(method, url, body=body, headers=headers, progress=progress)
+            except (NetworkError, TransientApiError) as error:
+                if attempt + 1 >= attempts:
+                    raise
+                wait = error.retry_after
+                delay = min(self._retry.cap, wait) if wait is not None else self._retry.delay(attempt, self._rng)
+                log.info("%s %s failed (%s); retry %d in %.2f s", method, _path(url), error, attempt + 1, delay)
+                self._sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _once(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: Optional[bytes],
+        headers: Optional[Mapping[str, str]],
+        progress: Optional[ProgressHook],
+    ) -> httpx.Response:
+        request_headers = {"Content-Type": "application/json"}
+        request_headers.update(headers or {})
+        content: Any = body
+        if body is not None and progress is not None:
+            request_headers["Content-Length"] = str(len(body))
+            content = _chunks(body, progress)
+        try:
+            response = self._http.request(method, url, content=content, headers=request_headers)
+        except httpx.TransportError as error:
+            raise NetworkError(f"{method} {_path(url)}: {_describe_transport_error(error)}") from None
+        if response.is_success:
+            return response
+        raise error_from_response(response)
+
+
+def error_from_response(response: httpx.Response) -> ApiError:
+    """Turn an error answer into the matching ApiError subclass.
+
+    FunctionGraph answers ``{"error_code", "error_msg"}``; some gateways (and IAM) ``{"error": {"code",
+    "message"}}``; codes are not always ``FSS.`` (``APIGW.``, ``FGS.``), so none is hard-coded.
+    """
+    status = response.status_code
+    code, message = _parse_error_body(response)
+    request_id = response.headers.get("X-Request-Id") or response.headers.get("X-Openstack-Request-Id")
+    kwargs: dict[str, Any] = {"status": status, "code": code or f"HTTP.{status}", "request_id": request_id}
+    if status == 401:
+        return AuthApiError(message, **kwargs)
+    if status in _TRANSIENT_STATUSES:
+        error = TransientApiError(message, retryable=True, **kwargs)
+        error.retry_after = _retry_after(response.headers.get("Retry-After"))
+        return error
+    return ApiError(message, **kwargs)
+
+
+def _parse_error_body(response: httpx.Response) -> tuple[str, str]:
+    try:
+        data = response.json()
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    if isinstance(data, dict):
+        if "error_code" in data or "error_msg" in data:
+            return str(data.get("error_code") or ""), str(data.get("error_msg") or response.reason_phrase)
+        inner = data.get("error")
+        if isinstance(inner, dict):
+            return str(inner.get("code") or ""), str(inner.get("message") or response.reason_phrase)
+    text = response.text.strip().replace("\n", " ")
+    return "", (text[:200] if text else response.reason_phrase or "no message")
+
+
+def _retry_after(value: Optional[str]) -> Optional[float]:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _json_body(response: httpx.Response) -> dict[str, Any]:
+    if not response.content:
+        return {}
+    try:
+        data = response.json()
+    except ValueError:
+        raise ApiError(
+            "the service answered with something that is not JSON",
+            status=response.status_code,
+            request_id=response.headers.get("X-Request-Id"),
+        ) from None
+    if not isinstance(data, dict):
+        raise ApiError("the service answered with an unexpected JSON document", status=response.status_code)
+    return data
+
+
+def _remote_code(data: Mapping[str, Any]) -> RemoteCode:
+    depends = data.get("depend_version_list") or []
+    return RemoteCode(
+        urn=str(data.get("func_urn") or ""),
+        name=str(data.get("func_name") or ""),
+        runtime=str(data.get("runtime") or ""),
+        code_type=str(data.get("code_type") or ""),
+        code_filename=str(data.get("code_filename") or ""),
+        code_size=_int(data.get("code_size")),
+        digest=str(data.get("digest") or "").lower(),
+        last_modified=str(data.get("last_modified") or ""),
+        depend_version_list=tuple(str(d) for d in depends) if isinstance(depends, list) else (),
+        raw=dict(data),
+    )
+
+
+def _chunks(body: bytes, progress: ProgressHook) -> Iterator[bytes]:
+    total = len(body)
+    for start in range(0, total, _UPLOAD_CHUNK):
+        chunk = body[start : start + _UPLOAD_CHUNK]
+        yield chunk
+        progress(min(start + len(chunk), total), total)
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _path(url: str) -> str:
+    return httpx.URL(url).path
+
+
+def _describe_transport_error(error: httpx.TransportError) -> str:
+    kind = {
+        httpx.ConnectError: "cannot connect",
+        httpx.ConnectTimeout: "connection timed out",
+        httpx.ReadTimeout: "timed out waiting for the answer",
+        httpx.WriteTimeout: "timed out sending the request",
+        httpx.RemoteProtocolError: "the connection was dropped",
+        httpx.ReadError: "the connection broke while reading the answer",
+        httpx.WriteError: "the connection broke while sending",
+    }
+    for cls, text in kind.items():
+        if isinstance(error, cls):
+            detail = str(error)
+            return f"{text} ({detail})" if detail else text
+    return str(error) or type(error).__name__
+
+
+def _user_agent() -> str:
+    from fgsync import __version__
+
+    return f"fgsync/{__version__}"

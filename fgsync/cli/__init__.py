@@ -1,0 +1,94 @@
+"""fgsync's command line: ``main(argv) -> int``, the click group and the global options.
+
+Global options (``--config``, ``--json``, ``-v``, ``-q``) work before or after the command name: every command
+is decorated with :func:`common_options`, whose callbacks write into the one :class:`AppContext` in ``ctx.obj``.
+``main`` catches :class:`FgsyncError` only, prints ``Error: <message>`` and returns the error's exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Optional
+
+import click
+
+from fgsync import __version__
+from fgsync.cli.common import common_options
+from fgsync.cli.context import AppContext, app_context
+from fgsync.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, FgsyncError
+from fgsync.events import error_event
+
+_LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="fgsync")
+@common_options
+def cli() -> None:
+    """Keep FunctionGraph functions in step with the code on your disk.
+
+    \b
+    Quick start:
+      fgsync demo                 a live-reload tour against a local emulator (no account)
+      fgsync init                 write a commented fgsync.toml
+      fgsync login                store an IAM token in the OS keyring
+      fgsync watch                push every save, skipping what did not really change
+    """
+
+
+def _register() -> None:
+    from fgsync.cli.sync_cmds import package_command, push_command, status_command
+
+    for command in (package_command, push_command, status_command):
+        cli.add_command(command)
+
+
+_register()
+
+
+def _configure_logging() -> None:
+    logger = logging.getLogger("fgsync")
+    if not any(getattr(h, "_fgsync", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+        handler._fgsync = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run fgsync with argv (default: sys.argv[1:]) and return the exit code."""
+    _configure_logging()
+    args = list(sys.argv[1:] if argv is None else argv)
+    obj = AppContext()
+    try:
+        result = cli.main(args=args, prog_name="fgsync", standalone_mode=False, obj=obj)
+    except FgsyncError as error:
+        _report_fatal(obj, error)
+        return error.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        return EXIT_INTERRUPTED
+    except click.exceptions.Exit as exit_:
+        return exit_.exit_code
+    except click.ClickException as error:
+        error.show()
+        return EXIT_USAGE if isinstance(error, click.UsageError) else EXIT_FAILED
+    except BrokenPipeError:
+        return EXIT_FAILED
+    return result if isinstance(result, int) else EXIT_OK
+
+
+def _report_fatal(obj: AppContext, error: FgsyncError) -> None:
+    if obj.json:
+        obj.reporter.emit(error_event(None, error.code, error.message, retryable=error.retryable))
+    click.echo(f"Error: {error.message}", err=True)
+
+
+__all__ = ["AppContext", "app_context", "cli", "common_options", "main"]

@@ -1,0 +1,204 @@
+"""Rendering events: a human line per event, or one NDJSON object per event on stdout.
+
+Human mode writes the lines to stdout (errors to stderr); ``--json`` keeps stdout for NDJSON events only and
+sends anything else to stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any, Callable, Optional, TextIO
+
+from fgsync.events import Event
+
+ProgressHook = Callable[[int, int], None]
+
+
+def human_size(n: int) -> str:
+    """1536 -> '1.5 KB' (powers of 1024, one decimal)."""
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def short(digest: Optional[str]) -> str:
+    """The first 12 hex characters of a digest, or '-' when there is none."""
+    return digest[:12] if digest else "-"
+
+
+def _paths(paths: list[str], count: int) -> str:
+    shown = ", ".join(paths[:3])
+    more = count - min(len(paths), 3)
+    return f"{shown} (+{more} more)" if more > 0 else shown
+
+
+def render_human(event: Event) -> str:
+    """One line (sometimes followed by indented detail lines) for a person."""
+    f = event.fields
+    if event.event == "watching":
+        names = ", ".join(f["functions"])
+        return f"watching {len(f['functions'])} function(s): {names} — Ctrl+C to stop"
+    if event.event == "change":
+        return f"changed {_paths(f['paths'], f['count'])}"
+    if event.event == "packaged":
+        size = human_size(f["bytes"])
+        return f"packaged {f['files']} files, {size} in {f['ms']} ms  sha512 {short(f['sha512'])}"
+    if event.event == "skipped":
+        note = {
+            "unchanged": "nothing changed since the last push",
+            "remote-identical": "the function already runs this code",
+            "server-unchanged": "the service says the code is the same",
+            "dry-run": "dry run: would upload",
+        }.get(f["reason"], "")
+        return f"skipped ({f['reason']}) — {note}" if note else f"skipped ({f['reason']})"
+    if event.event == "drift":
+        return (
+            f"drift: the function's code was changed outside fgsync "
+            f"(remote {short(f['remote'])}, last pushed {short(f['recorded'])})"
+        )
+    if event.event == "pushed":
+        return f"pushed {human_size(f['bytes'])} in {f['ms']} ms  digest {short(f['digest'])}"
+    if event.event == "invoked":
+        text = f"invoked: status {f['status']} in {f['ms']} ms  result {f['result']}"
+        log = (f.get("log") or "").rstrip("\n")
+        if log:
+            text += "\n" + "\n".join("    | " + line for line in log.splitlines()[-15:])
+        return text
+    if event.event == "error":
+        text = f"error {f['code']}: {f['message']}"
+        if f.get("retry_in_ms") is not None:
+            text += f" — retrying in {f['retry_in_ms'] / 1000:.1f} s"
+        detail = event.extra.get("detail")
+        if detail:
+            text += "\n" + "\n".join("    | " + line for line in str(detail).rstrip().splitlines()[-20:])
+        return text
+    if event.event == "status":
+        text = (
+            f"{f['state']:<12} local {short(f['sha512'])}  pushed {short(f['pushed_sha512'])}"
+            f"  remote {short(f['remote_digest'])}"
+        )
+        details = [
+            f"{key} {f[key]}"
+            for key in ("runtime", "code_size", "last_modified")
+            if f.get(key) not in (None, "")
+        ]
+        return text + ("  " + "  ".join(details) if details else "")
+    if event.event == "stopped":
+        return "stopped"
+    return event.event
+
+
+class Reporter:
+    """Writes events for a person or a program; safe to call from several threads.
+
+    Args:
+        json_mode: NDJSON events on stdout, nothing else there.
+        quiet: human mode shows only errors and drift.
+    """
+
+    def __init__(
+        self,
+        *,
+        json_mode: bool = False,
+        quiet: bool = False,
+        out: Optional[TextIO] = None,
+        err: Optional[TextIO] = None,
+    ) -> None:
+        self.json_mode = json_mode
+        self.quiet = quiet
+        self._out = out
+        self._err = err
+        self._lock = threading.Lock()
+
+    @property
+    def out(self) -> TextIO:
+        return self._out or sys.stdout
+
+    @property
+    def err(self) -> TextIO:
+        return self._err or sys.stderr
+
+    def emit(self, event: Event) -> None:
+        """Write one event."""
+        with self._lock:
+            if self.json_mode:
+                self.out.write(json.dumps(event.to_json(), ensure_ascii=False, sort_keys=False) + "\n")
+                self.out.flush()
+                return
+            if self.quiet and event.event not in ("error", "drift"):
+                return
+            stream = self.err if event.event == "error" else self.out
+            stamp = _dt.datetime.now().strftime("%H:%M:%S")
+            who = f"{event.function}  " if event.function else ""
+            stream.write(f"{stamp} {who}{render_human(event)}\n")
+            stream.flush()
+
+    def info(self, text: str) -> None:
+        """A line for a person: stdout in human mode, stderr with --json, nothing with --quiet."""
+        if self.quiet:
+            return
+        with self._lock:
+            stream = self.err if self.json_mode else self.out
+            stream.write(text + "\n")
+            stream.flush()
+
+    def document(self, data: dict[str, Any]) -> None:
+        """One JSON document on stdout (for commands whose --json answer is not an event stream)."""
+        with self._lock:
+            self.out.write(json.dumps(data, ensure_ascii=False) + "\n")
+            self.out.flush()
+
+    @contextlib.contextmanager
+    def progress(self, function: str) -> Iterator[ProgressHook]:
+        """A progress bar for an upload, shown only on a terminal, in human mode, after one second."""
+        if self.json_mode or self.quiet or not _isatty(self.out):
+            yield lambda sent, total_: None
+            return
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TransferSpeedColumn,
+        )
+
+        bar = Progress(
+            TextColumn(f"{function} uploading"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            transient=True,
+            auto_refresh=True,
+        )
+        task = bar.add_task("upload", total=None, visible=False)
+        started = _dt.datetime.now()
+        shown = False
+
+        def hook(sent: int, total_: int) -> None:
+            nonlocal shown
+            if not shown and (_dt.datetime.now() - started).total_seconds() >= 1.0 and sent < total_:
+                bar.start()
+                bar.update(task, visible=True)
+                shown = True
+            bar.update(task, completed=sent, total=total_)
+
+        try:
+            yield hook
+        finally:
+            if shown:
+                bar.stop()
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -1,0 +1,172 @@
+"""`fgsync package`, `fgsync push` and `fgsync status`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from fgsync.api import FunctionGraphClient
+from fgsync.cli import output
+from fgsync.cli.common import common_options
+from fgsync.cli.context import AppContext, app_context
+from fgsync.config import Config, FunctionConfig, select_functions
+from fgsync.errors import (
+    EXIT_CREDENTIALS,
+    EXIT_OK,
+    CredentialsError,
+    FgsyncError,
+    UsageError,
+)
+from fgsync.events import Event, error_event
+from fgsync.package import run_build
+from fgsync.sync import decide_state, package_function, sync_function
+
+
+@click.command("package")
+@click.argument("name", required=False)
+@click.option("-o", "--output", "output_path", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the zip (or jar) to FILE.")  # fmt: skip
+@common_options
+def package_command(name: Optional[str], output_path: Optional[Path]) -> int:
+    """Build a function's package and print its file count, size and SHA-512.
+
+    The zip is byte-for-byte reproducible: the same tree gives the same bytes and hash on every machine.
+    """
+    app = app_context()
+    config = app.load_config()
+    functions = select_functions(config, [name] if name else [])
+    if output_path is not None and len(functions) != 1:
+        raise UsageError(
+            f"-o writes one package, but {config.path.name} has {len(functions)} functions: name one, "
+            f"e.g. `fgsync package {functions[0].name} -o {output_path}`"
+        )
+    for fn in functions:
+        started = time.monotonic()
+        if fn.build:
+            run_build(fn.build, fn.source)
+        package = package_function(fn)
+        if output_path is not None:
+            _write_file(output_path, package.data, fn)
+        app.reporter.emit(
+            Event(
+                "packaged",
+                fn.name,
+                {"files": package.files, "bytes": package.size, "sha512": package.sha512, "ms": _ms_since(started)},
+            )
+        )
+        if output_path is not None:
+            app.reporter.info(f"wrote {output_path} ({output.human_size(package.size)})")
+        if not app.json and not app.quiet:
+            app.reporter.info(f"sha512 {package.sha512}")
+    return EXIT_OK
+
+
+@click.command("push")
+@click.argument("names", nargs=-1)
+@click.option("--force", is_flag=True, help="Upload even when nothing changed.")
+@click.option("--dry-run", is_flag=True, help="Do everything but the upload; say what would happen.")
+@click.option("--no-overwrite", is_flag=True, help="Leave a function alone if its code changed outside fgsync.")
+@common_options
+def push_command(names: tuple[str, ...], force: bool, dry_run: bool, no_overwrite: bool) -> int:
+    """Sync each function once: package, compare, then upload or skip."""
+    app = app_context()
+    config = app.load_config()
+    functions = select_functions(config, names)
+    client = app.make_client(config)
+    worst = EXIT_OK
+    with client:
+        for fn in functions:
+            try:
+                with app.reporter.progress(fn.name) as hook:
+                    sync_function(fn, client=client, store=app.store, endpoint=config.endpoint,
+                                  emit=app.reporter.emit, force=force, dry_run=dry_run,
+                                  no_overwrite=no_overwrite, progress=hook)  # fmt: skip
+            except CredentialsError:
+                raise
+            except FgsyncError as error:
+                _report(app, fn, error)
+                worst = max(worst, error.exit_code)
+                if error.exit_code == EXIT_CREDENTIALS:
+                    break  # the next function would fail the same way
+    return worst
+
+
+@click.command("status")
+@click.argument("names", nargs=-1)
+@common_options
+def status_command(names: tuple[str, ...]) -> int:
+    """Per function: local SHA-512, last push, remote digest, and in sync / out of sync / drift."""
+    app = app_context()
+    config = app.load_config()
+    functions = select_functions(config, names)
+    client = app.make_client(config)
+    worst = EXIT_OK
+    with client:
+        for fn in functions:
+            try:
+                _status_one(app, config, fn, client)
+            except CredentialsError:
+                raise
+            except FgsyncError as error:
+                _report(app, fn, error)
+                worst = max(worst, error.exit_code)
+                app.reporter.emit(
+                    Event("status", fn.name, {"sha512": None, "pushed_sha512": None, "remote_digest": None,
+                                              "state": "unknown"})  # fmt: skip
+                )
+                if error.exit_code == EXIT_CREDENTIALS:
+                    break
+    return worst
+
+
+def _status_one(app: AppContext, config: Config, fn: FunctionConfig, client: FunctionGraphClient) -> None:
+    package = package_function(fn)
+    record = app.store.get(config.endpoint, fn.urn)
+    remote = client.show_config(fn.urn)
+    state = decide_state(package.sha512, record, remote.digest)
+    app.reporter.emit(
+        Event(
+            "status",
+            fn.name,
+            {
+                "sha512": package.sha512,
+                "pushed_sha512": record.sha512 if record else None,
+                "remote_digest": remote.digest or None,
+                "state": state,
+                "runtime": remote.runtime,
+                "code_size": remote.code_size,
+                "last_modified": remote.last_modified,
+            },
+        )
+    )
+
+
+def _report(app: AppContext, fn: FunctionConfig, error: FgsyncError) -> None:
+    detail = getattr(error, "output", "") or None
+    app.reporter.emit(
+        error_event(fn.name, error.code, error.message, retryable=error.retryable,
+                    extra={"detail": detail} if detail else None)  # fmt: skip
+    )
+
+
+def _write_file(path: Path, data: bytes, fn: FunctionConfig) -> None:
+    target = path.resolve()
+    if target == fn.source or fn.source in target.parents:
+        raise UsageError(
+            f"-o {path} is inside the function's source folder {fn.source}; fgsync never writes there "
+            "(the zip would package itself next time). Write it elsewhere."
+        )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+    except OSError as error:
+        raise FgsyncError(f"cannot write {path}: {error.strerror or error}") from None
+
+
+def _ms_since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)

@@ -1,0 +1,186 @@
+"""One sync of one function: build, package, decide, push or skip. Emits events; prints nothing.
+
+The decision follows SPEC.md "Deciding to skip". With L the new package's SHA-512, R the function's remote
+``digest`` and (S, D) the last confirmed push (SHA-512 sent, digest answered):
+
+1. L == S and R == D          -> skipped (unchanged)
+2. L == R                     -> skipped (remote-identical)
+3. the PUT answers FSS.0409   -> skipped (server-unchanged)
+
+A record (S, D) whose D is not R, with R != L, means someone changed the function since fgsync pushed: drift.
+Drift is reported, then pushed over — unless ``no_overwrite``. ``force`` always uploads; ``dry_run`` does
+everything but the PUT.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from fgsync.api import FunctionGraphClient, ProgressHook, RemoteCode
+from fgsync.config import FunctionConfig
+from fgsync.errors import ApiError, DriftError
+from fgsync.events import SKIP_REMOTE_IDENTICAL, SKIP_SERVER_UNCHANGED, SKIP_UNCHANGED, Emit, Event
+from fgsync.ignore import IgnoreRules
+from fgsync.package import Package, build_package, run_build
+from fgsync.state import PushRecord, StateStore
+
+PackageFn = Callable[[FunctionConfig], Package]
+
+#: The answer FunctionGraph gives an UpdateFunctionCode whose code is what it already has (Serverless Devs reads
+#: it as "same code, nothing updated").
+SAME_CODE_CODES = frozenset({"FSS.0409", "FGS.0409"})
+
+SKIP_DRY_RUN = "dry-run"
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What one sync did.
+
+    ``action`` is ``pushed``, ``skipped`` (``reason`` says why; ``dry-run`` when it would have pushed) or
+    ``refused`` (drift with ``no_overwrite``; also raised as DriftError).
+    """
+
+    function: str
+    action: str
+    reason: Optional[str]
+    package: Package
+    digest: Optional[str]
+    drift: bool
+    ms: int
+
+
+def package_function(fn: FunctionConfig) -> Package:
+    """Build the function's package from scratch (no cache): zip of `source`, or the jar `artifact`."""
+    rules = IgnoreRules.for_function(fn.source, exclude=fn.exclude, use_gitignore=fn.use_gitignore)
+    return build_package(fn.source, rules=rules, code_type=fn.code_type, artifact=fn.artifact)
+
+
+def decide_state(sha512: str, record: Optional[PushRecord], remote_digest: str) -> str:
+    """``in-sync``, ``drift`` or ``out-of-sync`` for a local hash, the last push and the remote digest."""
+    if sha512 == remote_digest or (record is not None and sha512 == record.sha512 and remote_digest == record.digest):
+        return "in-sync"
+    if is_drift(sha512, record, remote_digest):
+        return "drift"
+    return "out-of-sync"
+
+
+def is_drift(sha512: str, record: Optional[PushRecord], remote_digest: str) -> bool:
+    """True when the remote code is neither what fgsync last pushed nor the local package."""
+    return record is not None and remote_digest not in (record.digest, sha512)
+
+
+def sync_function(
+    fn: FunctionConfig,
+    *,
+    client: FunctionGraphClient,
+    store: StateStore,
+    endpoint: str,
+    emit: Emit,
+    force: bool = False,
+    dry_run: bool = False,
+    no_overwrite: bool = False,
+    package_fn: Optional[PackageFn] = None,
+    progress: Optional[ProgressHook] = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> SyncResult:
+    """Run the build (if any), package, compare with the last push and the remote, then upload or skip.
+
+    Raises:
+        BuildError, PackageError: the function could not be packaged.
+        ApiError (and subclasses): the service refused or could not be reached.
+        DriftError: the remote changed behind fgsync's back and ``no_overwrite`` is set.
+    """
+    started = clock()
+    if fn.build:
+        run_build(fn.build, fn.source)
+    package = (package_fn or package_function)(fn)
+    emit(
+        Event(
+            "packaged",
+            fn.name,
+            {"files": package.files, "bytes": package.size, "sha512": package.sha512, "ms": _ms(clock() - started)},
+        )
+    )
+
+    def result(action: str, reason: Optional[str], digest: Optional[str], drift: bool = False) -> SyncResult:
+        return SyncResult(fn.name, action, reason, package, digest, drift, _ms(clock() - started))
+
+    remote = client.show_code(fn.urn)
+    record = store.get(endpoint, fn.urn)
+    if not force:
+        if record is not None and package.sha512 == record.sha512 and remote.digest == record.digest:
+            emit(Event("skipped", fn.name, {"reason": SKIP_UNCHANGED}))
+            return result("skipped", SKIP_UNCHANGED, remote.digest)
+        if package.sha512 == remote.digest:
+            emit(Event("skipped", fn.name, {"reason": SKIP_REMOTE_IDENTICAL}))
+            return result("skipped", SKIP_REMOTE_IDENTICAL, remote.digest)
+    drift = is_drift(package.sha512, record, remote.digest)
+    if drift:
+        assert record is not None
+        emit(Event("drift", fn.name, {"recorded": record.digest, "remote": remote.digest}))
+        if no_overwrite and not force:
+            raise DriftError(
+                f"{fn.name}: the function's code was changed outside fgsync (remote digest "
+                f"{remote.digest[:12]}, fgsync last pushed {record.digest[:12]}); --no-overwrite leaves it alone. "
+                "Run `fgsync push` without --no-overwrite to replace it with your local code."
+            )
+    if dry_run:
+        emit(
+            Event(
+                "skipped",
+                fn.name,
+                {"reason": SKIP_DRY_RUN},
+                extra={"would": f"upload {package.size} bytes to {fn.urn}"},
+            )
+        )
+        return result("skipped", SKIP_DRY_RUN, remote.digest, drift)
+    return _push(fn, package, remote, client=client, store=store, endpoint=endpoint, emit=emit,
+                 progress=progress, started=started, clock=clock, drift=drift)  # fmt: skip
+
+
+def _push(
+    fn: FunctionConfig,
+    package: Package,
+    remote: RemoteCode,
+    *,
+    client: FunctionGraphClient,
+    store: StateStore,
+    endpoint: str,
+    emit: Emit,
+    progress: Optional[ProgressHook],
+    started: float,
+    clock: Callable[[], float],
+    drift: bool,
+) -> SyncResult:
+    depends = fn.depend_version_list if fn.depend_version_list is not None else remote.depend_version_list
+    upload_started = clock()
+    try:
+        answer = client.update_code(
+            fn.urn,
+            code_type=package.code_type,
+            code_filename=fn.code_filename,
+            data=package.data,
+            depend_version_list=depends,
+            kms_key_id=fn.kms_key_id,
+            progress=progress,
+        )
+    except ApiError as error:
+        if error.code in SAME_CODE_CODES:
+            emit(Event("skipped", fn.name, {"reason": SKIP_SERVER_UNCHANGED}))
+            return SyncResult(fn.name, "skipped", SKIP_SERVER_UNCHANGED, package, None, drift, _ms(clock() - started))
+        raise
+    if not answer.digest:
+        raise ApiError(
+            "the service accepted the code but answered no digest; not recording this push",
+            status=200,
+        )
+    store.put(endpoint, fn.urn, package.sha512, answer.digest)
+    emit(Event("pushed", fn.name, {"bytes": package.size, "digest": answer.digest, "ms": _ms(clock() - upload_started)}))
+    return SyncResult(fn.name, "pushed", None, package, answer.digest, drift, _ms(clock() - started))
+
+
+def _ms(seconds: float) -> int:
+    return int(round(seconds * 1000))

@@ -201,9 +201,7 @@ class FunctionGraphClient:
         """Sync InvokeFunction with the v1 answer and the log tail. Not retried: a handler may have effects."""
         started = time.monotonic()
         headers = {"X-Cff-Log-Type": "tail", "X-CFF-Request-Version": "v1"}
-        response = self._call(
-            "POST", self._function_url(urn, "invocations"), body=event, headers=headers, retries=0
-        )
+        response = self._call("POST", self._function_url(urn, "invocations"), body=event, headers=headers, retries=0)
         ms = int((time.monotonic() - started) * 1000)
         data = _json_body(response)
         try:

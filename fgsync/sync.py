@@ -137,8 +137,19 @@ def sync_function(
             )
         )
         return result("skipped", SKIP_DRY_RUN, remote.digest, drift)
-    return _push(fn, package, remote, client=client, store=store, endpoint=endpoint, emit=emit,
-                 progress=progress, started=started, clock=clock, drift=drift)  # fmt: skip
+    return _push(
+        fn,
+        package,
+        remote,
+        client=client,
+        store=store,
+        endpoint=endpoint,
+        emit=emit,
+        progress=progress,
+        started=started,
+        clock=clock,
+        drift=drift,
+    )
 
 
 def _push(
@@ -178,9 +189,11 @@ def _push(
             status=200,
         )
     store.put(endpoint, fn.urn, package.sha512, answer.digest)
-    emit(Event("pushed", fn.name, {"bytes": package.size, "digest": answer.digest, "ms": _ms(clock() - upload_started)}))
+    emit(
+        Event("pushed", fn.name, {"bytes": package.size, "digest": answer.digest, "ms": _ms(clock() - upload_started)})
+    )
     return SyncResult(fn.name, "pushed", None, package, answer.digest, drift, _ms(clock() - started))
 
 
 def _ms(seconds: float) -> int:
-    return int(round(seconds * 1000))
+    return round(seconds * 1000)

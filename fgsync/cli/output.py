@@ -86,9 +86,7 @@ def render_human(event: Event) -> str:
             f"  remote {short(f['remote_digest'])}"
         )
         details = [
-            f"{key} {f[key]}"
-            for key in ("runtime", "code_size", "last_modified")
-            if f.get(key) not in (None, "")
+            f"{key} {f[key]}" for key in ("runtime", "code_size", "last_modified") if f.get(key) not in (None, "")
         ]
         return text + ("  " + "  ".join(details) if details else "")
     if event.event == "stopped":

@@ -27,8 +27,14 @@ from fgsync.sync import decide_state, package_function, sync_function
 
 @click.command("package")
 @click.argument("name", required=False)
-@click.option("-o", "--output", "output_path", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the zip (or jar) to FILE.")  # fmt: skip
+@click.option(
+    "-o",
+    "--output",
+    "output_path",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the zip (or jar) to FILE.",
+)
 @common_options
 def package_command(name: Optional[str], output_path: Optional[Path]) -> int:
     """Build a function's package and print its file count, size and SHA-512.
@@ -81,9 +87,17 @@ def push_command(names: tuple[str, ...], force: bool, dry_run: bool, no_overwrit
         for fn in functions:
             try:
                 with app.reporter.progress(fn.name) as hook:
-                    sync_function(fn, client=client, store=app.store, endpoint=config.endpoint,
-                                  emit=app.reporter.emit, force=force, dry_run=dry_run,
-                                  no_overwrite=no_overwrite, progress=hook)  # fmt: skip
+                    sync_function(
+                        fn,
+                        client=client,
+                        store=app.store,
+                        endpoint=config.endpoint,
+                        emit=app.reporter.emit,
+                        force=force,
+                        dry_run=dry_run,
+                        no_overwrite=no_overwrite,
+                        progress=hook,
+                    )
             except CredentialsError:
                 raise
             except FgsyncError as error:
@@ -114,8 +128,11 @@ def status_command(names: tuple[str, ...]) -> int:
                 _report(app, fn, error)
                 worst = max(worst, error.exit_code)
                 app.reporter.emit(
-                    Event("status", fn.name, {"sha512": None, "pushed_sha512": None, "remote_digest": None,
-                                              "state": "unknown"})  # fmt: skip
+                    Event(
+                        "status",
+                        fn.name,
+                        {"sha512": None, "pushed_sha512": None, "remote_digest": None, "state": "unknown"},
+                    )
                 )
                 if error.exit_code == EXIT_CREDENTIALS:
                     break
@@ -147,8 +164,9 @@ def _status_one(app: AppContext, config: Config, fn: FunctionConfig, client: Fun
 def _report(app: AppContext, fn: FunctionConfig, error: FgsyncError) -> None:
     detail = getattr(error, "output", "") or None
     app.reporter.emit(
-        error_event(fn.name, error.code, error.message, retryable=error.retryable,
-                    extra={"detail": detail} if detail else None)  # fmt: skip
+        error_event(
+            fn.name, error.code, error.message, retryable=error.retryable, extra={"detail": detail} if detail else None
+        )
     )
 
 

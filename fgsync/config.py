@@ -1,0 +1,584 @@
+"""fgsync.toml -> frozen dataclasses; strict errors that name the file, the key, the value and what is allowed.
+
+Validation collects every problem before raising, so one run shows everything to fix (as flit_core's loader
+does with unknown keys). Array-of-table indexes in key paths are 1-based: ``function[1]`` is the first
+``[[function]]`` table of the file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python < 3.11 only
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+
+from fgsync.errors import ConfigError, UsageError
+
+CONFIG_FILENAME = "fgsync.toml"
+CONFIG_ENV = "FGSYNC_CONFIG"
+
+TOP_KEYS = ("region", "project_id", "endpoint", "iam_endpoint", "ca_bundle", "auth", "watch", "function")
+AUTH_KEYS = ("method", "user", "domain")
+WATCH_KEYS = ("debounce_ms", "max_wait_ms", "poll")
+FUNCTION_KEYS = (
+    "name", "source", "urn", "package", "code_type", "code_filename", "artifact", "build", "exclude",
+    "use_gitignore", "depend_version_list", "kms_key_id", "invoke_event",
+)  # fmt: skip
+#: Every key the file may hold, per table ("" is the top level); docs and tests check against it.
+SCHEMA: Mapping[str, tuple[str, ...]] = {
+    "": TOP_KEYS, "auth": AUTH_KEYS, "watch": WATCH_KEYS, "function": FUNCTION_KEYS,
+}  # fmt: skip
+
+DEFAULT_DEBOUNCE_MS = 300
+DEFAULT_MAX_WAIT_MS = 3000
+
+REGION_RE = re.compile(r"^[a-z]{2}-[a-z]+-\d+$")
+PROJECT_ID_RE = re.compile(r"^[A-Za-z0-9]{32}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+_URN_CHARS_RE = re.compile(r"^[A-Za-z0-9_:!-]+$")
+# Names people reach for when they try to put a credential in the file; we refuse to read them.
+_SECRET_KEYS = frozenset({"password", "token", "sk", "ak", "secret", "secret_key", "access_key"})
+
+
+@dataclass(frozen=True)
+class FunctionConfig:
+    """One ``[[function]]`` table, with defaults applied and paths made absolute."""
+
+    name: str
+    source: Path
+    urn: str
+    package: str
+    code_type: str
+    code_filename: str
+    artifact: Optional[Path]
+    build: Optional[str]
+    exclude: tuple[str, ...]
+    use_gitignore: bool
+    depend_version_list: Optional[tuple[str, ...]]
+    kms_key_id: Optional[str]
+    invoke_event: Optional[Path]
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    """The ``[watch]`` table."""
+
+    debounce_ms: int = DEFAULT_DEBOUNCE_MS
+    max_wait_ms: int = DEFAULT_MAX_WAIT_MS
+    poll: bool = False
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """The ``[auth]`` table."""
+
+    method: str = "token"
+    user: Optional[str] = None
+    domain: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """A loaded, validated fgsync.toml."""
+
+    path: Path
+    region: Optional[str]
+    project_id: str
+    endpoint: str
+    iam_endpoint: str
+    ca_bundle: Optional[Path]
+    auth: AuthConfig
+    watch: WatchConfig
+    functions: tuple[FunctionConfig, ...]
+
+
+def default_endpoint(region: str) -> str:
+    """The FunctionGraph endpoint of a region."""
+    return f"https://functiongraph.{region}.myhuaweicloud.com"
+
+
+def default_iam_endpoint(region: str) -> str:
+    """The IAM endpoint of a region; eu-west-101 lives under the .eu domain."""
+    if region == "eu-west-101":
+        return "https://iam.eu-west-101.myhuaweicloud.eu"
+    return f"https://iam.{region}.myhuaweicloud.com"
+
+
+def default_urn(region: str, project_id: str, package: str, name: str) -> str:
+    """The URN of a function's ``latest`` version."""
+    return f"urn:fss:{region}:{project_id}:function:{package}:{name}:latest"
+
+
+def find_config(explicit: Optional[str], *, env: Mapping[str, str], cwd: Path) -> Path:
+    """Locate fgsync.toml: the explicit path, else ``$FGSYNC_CONFIG``, else the nearest in cwd or a parent.
+
+    Args:
+        explicit: the ``--config`` value, or None.
+        env: the environment to read ``FGSYNC_CONFIG`` from.
+        cwd: the folder the search starts in; relative paths are relative to it.
+
+    Returns:
+        The absolute path of the file.
+
+    Raises:
+        ConfigError: the named file does not exist, or no fgsync.toml was found.
+    """
+    for value, origin in ((explicit, "--config"), (env.get(CONFIG_ENV) or None, f"${CONFIG_ENV}")):
+        if value is None:
+            continue
+        path = Path(os.path.abspath(cwd / Path(value).expanduser()))
+        if path.is_dir():
+            raise ConfigError(f"{value} (from {origin}) is a folder; give the path of the fgsync.toml file",
+                              path=str(path))
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {value} (from {origin})", path=str(path))
+        return path
+    start = Path(os.path.abspath(cwd))
+    for folder in (start, *start.parents):
+        candidate = folder / CONFIG_FILENAME
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"no {CONFIG_FILENAME} found in {start} or any parent folder, and neither --config nor ${CONFIG_ENV} "
+        f"is set; run `fgsync init` to create one"
+    )
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate fgsync.toml.
+
+    Args:
+        path: the file; relative paths inside it are resolved against its folder.
+
+    Returns:
+        The configuration with every default applied.
+
+    Raises:
+        ConfigError: the file is unreadable or not TOML, or it has problems; the message lists all of them,
+            one per line, each naming the file, the key path, the value and what is allowed.
+    """
+    path = Path(os.path.abspath(path))
+    shown = _display(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {shown}", path=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{shown}: not UTF-8 text (byte {exc.start})", path=str(path)) from None
+    except OSError as exc:
+        raise ConfigError(f"{shown}: cannot read: {exc.strerror or exc}", path=str(path)) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{shown}: {_syntax_error(str(exc), text)}", path=str(path)) from None
+    checker = _Checker(shown, path.parent)
+    config = checker.config(path, data)
+    if checker.problems:
+        lines = [line for _key, line in checker.problems]
+        if len(lines) == 1:
+            message = lines[0]
+        else:
+            message = f"{shown} has {len(lines)} problems:\n" + "\n".join("  " + line for line in lines)
+        raise ConfigError(message, path=str(path), key=checker.problems[0][0])
+    assert config is not None  # the checker only returns None along with a problem
+    return config
+
+
+def select_functions(config: Config, names: Sequence[str]) -> tuple[FunctionConfig, ...]:
+    """The functions named on the command line, in the order given (duplicates dropped); none means all.
+
+    Raises:
+        UsageError: a name is not defined in the file; the message lists the known names.
+    """
+    if not names:
+        return config.functions
+    by_name = {fn.name: fn for fn in config.functions}
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        hints = [f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(n, by_name, 1)) else ""
+                 for n in unknown]
+        listed = ", ".join(f"{n!r}{h}" for n, h in zip(unknown, hints))
+        known = ", ".join(sorted(by_name))
+        noun = "function" if len(unknown) == 1 else "functions"
+        raise UsageError(f"unknown {noun} {listed}; {_display(config.path)} defines: {known}")
+    return tuple(by_name[name] for name in dict.fromkeys(names))
+
+
+# (key, example value, one-line explanation): the commented lines `fgsync init` writes for optional keys.
+_TOP_DOCS = (
+    ("endpoint", '"https://functiongraph.{region}.myhuaweicloud.com"', "default derived from region"),
+    ("iam_endpoint", '"https://iam.{region}.myhuaweicloud.com"', "default derived from region"),
+    ("ca_bundle", '"corp-ca.pem"', "extra CA file; TLS verification is never off"),
+)
+_AUTH_DOCS = (
+    ("method", '"token"', '"token" (IAM token in the OS keyring; default) or "aksk" (signed requests)'),
+    ("user", '"dev-user"', "IAM user for `fgsync login`"),
+    ("domain", '"my-account"', "account (domain) name for `fgsync login`"),
+)
+_WATCH_DOCS = (
+    ("debounce_ms", "300", "quiet time that ends a burst of changes"),
+    ("max_wait_ms", "3000", "a burst that never goes quiet is still pushed after this long"),
+    ("poll", "false", "poll the file system instead of native events (network drives, WSL /mnt)"),
+)
+_FUNCTION_DOCS = (
+    ("urn", '"{urn}"', "default built from region, project_id, package and name"),
+    ("package", '"default"', "the FunctionGraph package (application) of the function"),
+    ("code_type", '"zip"', '"zip" (default) or "jar"'),
+    ("code_filename", '"index.zip"', "default: index.zip for zip, the artifact's file name for jar"),
+    ("artifact", '"target/app.jar"', "jar only: the file to upload instead of zipping source"),
+    ("build", '"mvn -q package"', "command run in source before packaging; its outputs never trigger a rebuild"),
+    ("exclude", '["tests/", "*.md"]', "gitignore-style patterns, on top of .fgsyncignore and the built-in list"),
+    ("use_gitignore", "false", "also apply source/.gitignore files"),
+    ("depend_version_list", '["..."]', "dependency version ids; default: keep the function's current list"),
+    ("kms_key_id", '"..."', "KMS key that encrypts the code"),
+    ("invoke_event", '"events/{name}.json"', "the event for `fgsync invoke` and `watch --invoke`"),
+)
+
+
+def render_init(*, region: Optional[str], project_id: Optional[str],
+                functions: Sequence[tuple[str, str]]) -> str:
+    """A commented fgsync.toml for `fgsync init`: every key shown, optional ones commented out.
+
+    Args:
+        region: the region id, or None to write a commented placeholder the user fills in.
+        project_id: the project id, or None to write a commented placeholder.
+        functions: (name, source folder) pairs, at least one.
+
+    Returns:
+        The file's text. With region and project_id given it loads as-is once the source folders exist.
+
+    Raises:
+        UsageError: a value would make the file invalid (bad region, project id or name, duplicate name).
+    """
+    problems = []
+    if region is not None and not REGION_RE.match(region):
+        problems.append(f'region "{region}" must be a region id such as "cn-north-4"')
+    if project_id is not None and not PROJECT_ID_RE.match(project_id):
+        problems.append(f'project id "{project_id}" must be 32 letters and digits')
+    if not functions:
+        problems.append("at least one function is needed")
+    names = [name for name, _source in functions]
+    for index, (name, source) in enumerate(functions):
+        if not NAME_RE.match(name):
+            problems.append(f'function name "{name}" must be letters, digits, - and _')
+        elif name in names[:index]:
+            problems.append(f'function name "{name}" is given twice')
+        if not source.strip():
+            problems.append(f'function "{name}" needs a source folder')
+    if problems:
+        raise UsageError("; ".join(problems))
+    shown_region = region or "cn-north-4"
+    lines = [
+        "# fgsync.toml: which FunctionGraph functions fgsync keeps in step with which folders.",
+        "# Relative paths are relative to this file's folder. Lines starting with # are optional keys.",
+        "",
+    ]
+    if region:
+        lines.append(_doc_line(f"region = {_toml_str(region)}", "region id; endpoints and URNs derive from it"))
+    else:
+        lines.append(_doc_line('# region = "cn-north-4"', "FILL IN your region id and remove the leading #"))
+    if project_id:
+        lines.append(_doc_line(f"project_id = {_toml_str(project_id)}", "the project id: 32 letters and digits"))
+    else:
+        lines.append(_doc_line('# project_id = "<32 letters and digits>"',
+                               "FILL IN the region's project id (My Credentials) and remove the leading #"))
+    lines += [_doc_line(f"# {k} = {v.format(region=shown_region)}", c) for k, v, c in _TOP_DOCS]
+    lines += ["", "[auth]", *(_doc_line(f"# {k} = {v}", c) for k, v, c in _AUTH_DOCS)]
+    lines += ["", "[watch]", *(_doc_line(f"# {k} = {v}", c) for k, v, c in _WATCH_DOCS)]
+    for name, source in functions:
+        urn = default_urn(shown_region, project_id or "<project_id>", "default", name)
+        lines += ["", "[[function]]",
+                  _doc_line(f"name = {_toml_str(name)}", "local name used on the command line; unique"),
+                  _doc_line(f"source = {_toml_str(source)}", "folder whose contents become the root of the zip")]
+        lines += [_doc_line(f"# {k} = {v.format(urn=urn, name=name)}", c) for k, v, c in _FUNCTION_DOCS]
+    return "\n".join(lines) + "\n"
+
+
+def _doc_line(code: str, comment: str) -> str:
+    return f"{code:<40} # {comment}"
+
+
+def _toml_str(value: str) -> str:
+    """A TOML basic string; JSON's escapes are valid TOML, except that DEL must be escaped too."""
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def _display(path: Path) -> str:
+    """The path as the user will recognise it: relative to cwd when it lies below it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except (ValueError, OSError):
+        return str(path)
+
+
+def _syntax_error(message: str, text: str) -> str:
+    """Rewrite tomllib's "(at line 3, column 5)" tail into a leading "line 3, column 5"."""
+    found = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
+    if found:
+        return f"line {found.group(1)}, column {found.group(2)}: invalid TOML: {message[: found.start()]}"
+    found = re.search(r"\s*\(at end of document\)$", message)
+    if found:
+        lines = text.split("\n")
+        return (f"line {len(lines)}, column {len(lines[-1]) + 1} (end of file): invalid TOML: "
+                f"{message[: found.start()]}")
+    return f"invalid TOML: {message}"
+
+
+def _show(value: Any) -> str:
+    """A value as TOML would spell it, shortened so one bad line stays one line."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=False)
+    elif isinstance(value, list):
+        text = "[" + ", ".join(_show(item) for item in value) + "]"
+    elif isinstance(value, dict):
+        text = "{" + ", ".join(f"{k} = {_show(v)}" for k, v in value.items()) + "}"
+    else:
+        text = str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+class _Checker:
+    """Walks the parsed TOML, converting values and recording problems instead of stopping at the first."""
+
+    def __init__(self, shown: str, folder: Path) -> None:
+        self.shown = shown
+        self.folder = folder
+        self.problems: list[tuple[str, str]] = []
+        self.region_given = False
+
+    def bad(self, key: str, value: Any, allowed: str) -> None:
+        self.problems.append((key, f"{self.shown}: {key} = {_show(value)}: {allowed}"))
+
+    def missing(self, key: str, allowed: str) -> None:
+        self.problems.append((key, f"{self.shown}: {key} is missing: {allowed}"))
+
+    def config(self, path: Path, data: dict[str, Any]) -> Optional[Config]:
+        top = _Table(self, data, "", TOP_KEYS)
+        # Without region the default URNs need one from somewhere, but say so only when region may be absent.
+        self.region_given = "region" in data or not ("endpoint" in data and "iam_endpoint" in data)
+        region = top.string("region", 'must be a region id such as "cn-north-4"', pattern=REGION_RE)
+        project_id = top.string("project_id", "must be 32 letters and digits (the project id of the region)",
+                                pattern=PROJECT_ID_RE, required=True)
+        endpoint, iam_endpoint = top.url("endpoint"), top.url("iam_endpoint")
+        if "region" not in data and not ("endpoint" in data and "iam_endpoint" in data):
+            self.missing("region", 'required (a region id such as "cn-north-4") unless both endpoint and '
+                         "iam_endpoint are given")
+        if region:
+            endpoint = endpoint or default_endpoint(region)
+            iam_endpoint = iam_endpoint or default_iam_endpoint(region)
+        ca_bundle = top.path("ca_bundle", "a PEM file of extra CA certificates", kind="file")
+        auth = _Table(self, top.table("auth"), "auth.", AUTH_KEYS)
+        auth_config = AuthConfig(
+            method=auth.choice("method", ("token", "aksk")) or "token",
+            user=auth.string("user", "must be an IAM user name (a non-empty string)"),
+            domain=auth.string("domain", "must be an account (domain) name (a non-empty string)"),
+        )
+        watch = self.watch(_Table(self, top.table("watch"), "watch.", WATCH_KEYS))
+        functions = self.functions(data.get("function"), region, project_id)
+        if self.problems or not (project_id and endpoint and iam_endpoint):
+            return None
+        return Config(path=path, region=region, project_id=project_id, endpoint=endpoint,
+                      iam_endpoint=iam_endpoint, ca_bundle=ca_bundle, auth=auth_config, watch=watch,
+                      functions=functions)
+
+    def watch(self, table: _Table) -> WatchConfig:
+        allowed = "must be an integer >= 0 (milliseconds)"
+        debounce_ms = table.integer("debounce_ms", allowed)
+        debounce_ms = DEFAULT_DEBOUNCE_MS if debounce_ms is None else debounce_ms
+        max_wait_ms = table.integer("max_wait_ms", allowed)
+        if max_wait_ms is None:
+            # A long debounce without an explicit cap lifts the default cap rather than contradicting it.
+            max_wait_ms = max(DEFAULT_MAX_WAIT_MS, debounce_ms)
+        elif max_wait_ms < debounce_ms:
+            self.bad("watch.max_wait_ms", max_wait_ms, f"must be >= watch.debounce_ms ({debounce_ms})")
+        return WatchConfig(debounce_ms=debounce_ms, max_wait_ms=max_wait_ms, poll=table.boolean("poll"))
+
+    def functions(self, value: Any, region: Optional[str], project_id: Optional[str]) -> tuple[FunctionConfig, ...]:
+        needed = "at least one [[function]] table (with name and source) is required"
+        if value is None:
+            self.missing("function", needed)
+            return ()
+        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+            self.bad("function", value, "must be an array of tables: write [[function]] (double brackets) "
+                     "before each function's keys")
+            return ()
+        if not value:
+            self.bad("function", value, needed)
+        result: list[FunctionConfig] = []
+        first_index: dict[str, int] = {}
+        for index, table in enumerate(value, start=1):
+            fn = self.function(_Table(self, table, f"function[{index}].", FUNCTION_KEYS), region, project_id)
+            if fn is not None and fn.name in first_index:
+                self.bad(f"function[{index}].name", fn.name,
+                         f"must be unique; function[{first_index[fn.name]}] already uses it")
+            elif fn is not None:
+                first_index[fn.name] = index
+                result.append(fn)
+        return tuple(result)
+
+    def function(self, t: _Table, region: Optional[str], project_id: Optional[str]) -> Optional[FunctionConfig]:
+        before = len(self.problems)
+        name = t.string("name", "must be letters, digits, - and _ (the local name used on the command line)",
+                        pattern=NAME_RE, required=True)
+        source = t.path("source", "an existing folder", kind="folder", required=True)
+        package = t.string("package", "must be a package name: letters, digits, - and _", pattern=NAME_RE)
+        urn = self.urn(t, region, project_id, package)
+        code_type = t.choice("code_type", ("zip", "jar")) or "zip"
+        artifact = t.path("artifact", "the path of the file to upload (such as target/app.jar)")
+        if code_type == "jar" and "artifact" not in t.data:
+            self.missing(t.prefix + "artifact", 'required when code_type = "jar": the jar file to upload')
+        if code_type == "zip" and "artifact" in t.data:
+            self.bad(t.prefix + "artifact", t.data["artifact"], 'only allowed with code_type = "jar"; a zip '
+                     "function packages its source folder")
+        code_filename = t.string("code_filename", 'must be a file name such as "index.zip", without folders',
+                                 pattern=re.compile(r"^[^/\\]+$"))
+        build = t.string("build", "must be a shell command (a non-empty string)")
+        exclude = t.strings("exclude", "gitignore-style patterns")
+        use_gitignore = t.boolean("use_gitignore")
+        depends = t.strings("depend_version_list", "dependency version ids")
+        kms_key_id = t.string("kms_key_id", "must be a KMS key id (a non-empty string)")
+        invoke_event = t.path("invoke_event", "the path of a JSON event file")
+        if len(self.problems) > before or name is None or source is None or urn is None:
+            return None
+        return FunctionConfig(
+            name=name, source=source, urn=urn, package=urn.split(":")[5], code_type=code_type,
+            code_filename=code_filename or (artifact.name if artifact else "index.zip"), artifact=artifact,
+            build=build, exclude=exclude or (), use_gitignore=use_gitignore, depend_version_list=depends,
+            kms_key_id=kms_key_id, invoke_event=invoke_event,
+        )
+
+    def urn(self, t: _Table, region: Optional[str], project_id: Optional[str],
+            package: Optional[str]) -> Optional[str]:
+        """The function's URN, ending in ``:latest``: the given one checked, or the default built."""
+        key = t.prefix + "urn"
+        if "urn" not in t.data:
+            name = t.data.get("name")
+            if region is None and not self.region_given:
+                self.missing(key, "required when region is not set (the default URN needs a region)")
+            if region is None or project_id is None or not isinstance(name, str) or not NAME_RE.match(name):
+                return None
+            return default_urn(region, project_id, package or "default", name)
+        allowed = ("must be a function URN urn:fss:<region>:<project_id>:function:<package>:<name>[:latest]")
+        value = t.string("urn", allowed)
+        if value is None:
+            return None
+        parts = value.split(":")
+        if not (_URN_CHARS_RE.match(value) and len(parts) in (7, 8) and parts[:2] == ["urn", "fss"]
+                and parts[4] == "function" and REGION_RE.match(parts[2]) and PROJECT_ID_RE.match(parts[3])
+                and NAME_RE.match(parts[5]) and NAME_RE.match(parts[6])):
+            self.bad(key, value, allowed)
+            return None
+        if len(parts) == 8 and parts[7] != "latest":
+            what = "an alias" if parts[7].startswith("!") else "a published version"
+            self.bad(key, value, f"names {what}; only the latest version can be updated: end the URN with "
+                     ":latest or leave the version out")
+            return None
+        expected = (("region", region, parts[2]), ("project_id", project_id, parts[3]),
+                    (t.prefix + "package", package, parts[5]))
+        mismatches = [(what, mine) for what, mine, theirs in expected if mine is not None and mine != theirs]
+        for what, mine in mismatches:
+            self.bad(key, value, f'must match {what} = "{mine}"')
+        return None if mismatches else ":".join([*parts[:7], "latest"])
+
+
+class _Table:
+    """One TOML table being checked: typed getters that record a problem and return None on a bad value."""
+
+    def __init__(self, checker: _Checker, data: dict[str, Any], prefix: str, allowed: Sequence[str]) -> None:
+        self.checker, self.data, self.prefix = checker, data, prefix
+        for key in data:
+            if key not in allowed:
+                self._unknown(key, allowed)
+
+    def _unknown(self, key: str, allowed: Sequence[str]) -> None:
+        full = self.prefix + key
+        if key.lower() in _SECRET_KEYS:
+            # The value is never echoed: it is probably a secret.
+            hint = "credentials never go in fgsync.toml; use `fgsync login` or the FGSYNC_TOKEN variable"
+        else:
+            close = difflib.get_close_matches(key, allowed, 1)
+            hint = f'did you mean "{close[0]}"?' if close else "allowed keys: " + ", ".join(allowed)
+        self.checker.problems.append((full, f"{self.checker.shown}: {full}: unknown key; {hint}"))
+
+    def string(self, key: str, allowed: str, *, pattern: Optional[re.Pattern[str]] = None,
+               required: bool = False) -> Optional[str]:
+        """A non-empty string (matching pattern), or None when absent or bad."""
+        if key not in self.data:
+            if required:
+                self.checker.missing(self.prefix + key, allowed)
+            return None
+        value = self.data[key]
+        if not isinstance(value, str) or not value.strip() or (pattern and not pattern.match(value)):
+            self.checker.bad(self.prefix + key, value, allowed)
+            return None
+        return value
+
+    def choice(self, key: str, choices: Sequence[str]) -> Optional[str]:
+        allowed = "must be " + " or ".join(f'"{c}"' for c in choices)
+        value = self.string(key, allowed)
+        if value is not None and value not in choices:
+            self.checker.bad(self.prefix + key, value, allowed)
+            return None
+        return value
+
+    def boolean(self, key: str) -> bool:
+        value = self.data.get(key, False)
+        if not isinstance(value, bool):
+            self.checker.bad(self.prefix + key, value, "must be true or false (a TOML boolean, no quotes)")
+            return False
+        return value
+
+    def integer(self, key: str, allowed: str) -> Optional[int]:
+        value = self.data.get(key)
+        # bool is an int subclass in Python, but `true` is not a number of milliseconds.
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            self.checker.bad(self.prefix + key, value, allowed)
+            return None
+        return value
+
+    def strings(self, key: str, what: str) -> Optional[tuple[str, ...]]:
+        value = self.data.get(key)
+        if value is not None and not (isinstance(value, list) and all(isinstance(v, str) and v for v in value)):
+            self.checker.bad(self.prefix + key, value, f"must be an array of non-empty strings ({what})")
+            return None
+        return None if value is None else tuple(value)
+
+    def table(self, key: str) -> dict[str, Any]:
+        value = self.data.get(key, {})
+        if not isinstance(value, dict):
+            self.checker.bad(key, value, f"must be a table: write [{key}] on its own line, then its keys")
+            return {}
+        return value
+
+    def url(self, key: str) -> Optional[str]:
+        allowed = 'must be an http:// or https:// URL such as "https://functiongraph.cn-north-4.myhuaweicloud.com"'
+        value = self.string(key, allowed)
+        if value is not None and not re.match(r"^https?://[^/\s?#@]+(/[^\s?#]*)?$", value, re.IGNORECASE):
+            self.checker.bad(key, value, allowed)
+            return None
+        return None if value is None else value.rstrip("/")
+
+    def path(self, key: str, what: str, *, kind: Optional[str] = None, required: bool = False) -> Optional[Path]:
+        """A path relative to the config's folder; kind "file" or "folder" means it must exist as one."""
+        allowed = f"must be {what}, relative to the folder of {CONFIG_FILENAME}"
+        value = self.string(key, allowed, required=required)
+        if value is None:
+            return None
+        resolved = Path(os.path.abspath(self.checker.folder / Path(value).expanduser()))
+        ok = {"file": resolved.is_file, "folder": resolved.is_dir}.get(kind or "", lambda: True)()
+        if not ok:
+            state = f"is not a {kind}" if resolved.exists() else "does not exist"
+            self.checker.bad(self.prefix + key, value, f"{allowed}; {resolved} {state}")
+        return resolved

@@ -1,0 +1,171 @@
+"""IAM password login: ``POST {iam}/v3/auth/tokens`` for a project-scoped token (FUNCTIONGRAPH.md).
+
+The token comes back in the ``X-Subject-Token`` header and lives 24 hours; the body carries
+``token.expires_at``. The password is sent once, in the body, and never appears in an error or a log line.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import re
+import ssl
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+import httpx
+
+from fgsync.errors import CredentialsError, NetworkError, TransientApiError
+
+__all__ = ["IssuedToken", "format_remaining", "login_with_password", "parse_expires", "ssl_verify"]
+
+logger = logging.getLogger(__name__)
+
+_EXPIRES_RE = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?\s*(Z|[+-]\d{2}:?\d{2})?$"
+)
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A token and its expiry (``expires_at`` as IAM wrote it, or None when unknown, e.g. a pasted token)."""
+
+    token: str = field(repr=False)
+    expires_at: Optional[str] = None
+
+
+def parse_expires(text: str) -> Optional[_dt.datetime]:
+    """Parse IAM's ``expires_at`` (``2019-02-13T06:52:13.855000Z``) leniently; None when it cannot be read.
+
+    A time without a zone is taken as UTC (IAM writes UTC).
+    """
+    match = _EXPIRES_RE.match(text.strip())
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    micro = int((fraction or "0")[:6].ljust(6, "0"))
+    tz = _dt.timezone.utc
+    if zone and zone != "Z":
+        sign = -1 if zone[0] == "-" else 1
+        digits = zone[1:].replace(":", "")
+        tz = _dt.timezone(sign * _dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
+    try:
+        return _dt.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tzinfo=tz)
+    except ValueError:
+        return None
+
+
+def format_remaining(seconds: float) -> str:
+    """``5400`` -> ``1 h 30 min``; ``2700`` -> ``45 min``; under a minute -> ``less than a minute``."""
+    minutes = int(seconds // 60)
+    if minutes < 1:
+        return "less than a minute"
+    hours, minutes = divmod(minutes, 60)
+    if hours and minutes:
+        return f"{hours} h {minutes} min"
+    return f"{hours} h" if hours else f"{minutes} min"
+
+
+def ssl_verify(verify: Union[bool, str, ssl.SSLContext]) -> Union[bool, ssl.SSLContext]:
+    """What to pass to httpx as ``verify``: a CA file becomes a context trusting it *and* the default CAs.
+
+    ``verify=False`` is refused: fgsync never turns TLS verification off.
+    """
+    if verify is False:
+        raise ValueError("TLS verification is never turned off")
+    if isinstance(verify, str):
+        context = httpx.create_ssl_context()
+        context.load_verify_locations(cafile=verify)
+        return context
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    return True
+
+
+def _iam_error(response: httpx.Response) -> tuple[str, str]:
+    """(code, message) from an IAM error body, which comes in several shapes."""
+    code, message = "", ""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        inner = body.get("error")
+        if isinstance(inner, dict):
+            code = str(inner.get("code") or "")
+            message = str(inner.get("message") or inner.get("title") or "")
+        code = str(body.get("error_code") or code)
+        message = str(body.get("error_msg") or message)
+    return code, message or response.reason_phrase
+
+
+def login_with_password(
+    *,
+    iam_endpoint: str,
+    project_id: str,
+    user: str,
+    domain: str,
+    password: str,
+    transport: Optional[httpx.BaseTransport] = None,
+    verify: Union[bool, str, ssl.SSLContext] = True,
+    timeout: float = 30.0,
+) -> IssuedToken:
+    """Get a project-scoped IAM token with a user name, account (domain) name and password.
+
+    Raises:
+        CredentialsError: IAM refused the login (wrong user, account or password; no access to the project).
+        TransientApiError: IAM answered 429 or 5xx (retryable).
+        NetworkError: IAM could not be reached.
+    """
+    url = iam_endpoint.rstrip("/") + "/v3/auth/tokens"
+    body = {
+        "auth": {
+            "identity": {
+                "methods": ["password"],
+                "password": {"user": {"name": user, "password": password, "domain": {"name": domain}}},
+            },
+            "scope": {"project": {"id": project_id}},
+        }
+    }
+    who = f"user {user!r} of account {domain!r}"
+    try:
+        with httpx.Client(transport=transport, verify=ssl_verify(verify), timeout=timeout) as client:
+            response = client.post(url, json=body)
+    except httpx.HTTPError as error:
+        raise NetworkError(f"cannot reach IAM at {iam_endpoint}: {type(error).__name__}: {error}") from None
+    if response.status_code in (200, 201):
+        token = response.headers.get("X-Subject-Token", "").strip()
+        if not token:
+            raise CredentialsError(f"IAM at {iam_endpoint} answered the login without an X-Subject-Token header")
+        expires_at: Optional[str] = None
+        try:
+            payload = response.json()
+            value = payload["token"]["expires_at"]
+            expires_at = value if isinstance(value, str) else None
+        except (ValueError, KeyError, TypeError):
+            logger.warning("IAM did not say when the token expires")
+        logger.info("IAM issued a token for %s, expires at %s", who, expires_at)
+        return IssuedToken(token=token, expires_at=expires_at)
+
+    code, message = _iam_error(response)
+    # An error body has never been seen to echo the password, but the message is shown to the user: be sure.
+    message = message.replace(password, "<hidden>") if password else message
+    detail = f"HTTP {response.status_code}" + (f" {code}" if code and code != str(response.status_code) else "")
+    if response.status_code == 429 or response.status_code >= 500:
+        raise TransientApiError(
+            f"IAM could not log in {who}: {message}",
+            status=response.status_code,
+            code=code or "error",
+            retryable=True,
+        )
+    if response.status_code == 401:
+        raise CredentialsError(
+            f"IAM at {iam_endpoint} refused the login of {who}: wrong user name, account name or password "
+            f"({detail}: {message})"
+        )
+    if response.status_code == 403:
+        raise CredentialsError(
+            f"IAM at {iam_endpoint} refused a token for {who} in project {project_id}: the user has no access "
+            f"to it, or the login needs a step fgsync cannot do (MFA, password change) ({detail}: {message})"
+        )
+    raise CredentialsError(f"IAM at {iam_endpoint} refused the login of {who} ({detail}: {message})")

@@ -1,0 +1,411 @@
+"""Deterministic packaging: the zip (or jar) that gets uploaded, its SHA-512, and the build command.
+
+``build_package`` makes a package from scratch; ``PackageBuilder`` is the daemon's long-lived version that
+keeps each file's compressed entry between builds and re-deflates only what changed, while producing the very
+same bytes as a cold build. The zip layout itself lives in :mod:`fgsync.package_zip`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Generator, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+from fgsync.errors import BuildError, PackageError
+from fgsync.ignore import IgnoreRules
+from fgsync.package_zip import (
+    CompressedEntry,
+    OpenFile,
+    SourceFile,
+    assemble,
+    compress_file,
+    digest_file,
+    open_source_file,
+    walk_source,
+)
+
+log = logging.getLogger(__name__)
+
+#: FunctionGraph refuses zip and jar packages above this size (FSS.1071); checked before any upload.
+MAX_PACKAGE_BYTES = 52_428_800
+ZIP_FILENAME = "index.zip"
+#: Default bound of the incremental cache: room for a maximal package's entries.
+CACHE_BYTES = 64 * 1024 * 1024
+#: A cached entry whose mtime is within this of the moment it was read may have been rewritten in the same
+#: timestamp tick (2 s on FAT), so the next build re-reads it and compares content hashes ("racy git").
+RACY_MARGIN_NS = 2_000_000_000
+# Files are handed to the compressing threads in batches of about this many bytes: tiny files one by one
+# would cost more in thread hand-offs than in deflate.
+_BATCH_BYTES = 512 * 1024
+# Below this much work a thread pool costs more than it saves.
+_PARALLEL_MIN_BYTES = 2 * 1024 * 1024
+_OUTPUT_TAIL_LINES = 30
+_OUTPUT_TAIL_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class Package:
+    """A package ready to upload.
+
+    Attributes:
+        data: the zip (or jar) bytes.
+        sha512: lowercase hex SHA-512 of ``data``.
+        files: how many files it holds.
+        paths: their paths inside the zip, sorted (for a jar, the artifact's name).
+        filename: ``code_filename`` to send (``index.zip``, or the jar's name).
+        code_type: ``zip`` or ``jar``.
+    """
+
+    data: bytes = field(repr=False)
+    sha512: str
+    files: int
+    paths: tuple[str, ...] = field(repr=False)
+    filename: str
+    code_type: str
+
+    @property
+    def size(self) -> int:
+        """The package size in bytes."""
+        return len(self.data)
+
+
+@dataclass(frozen=True)
+class BuildStats:
+    """What the last build did, per file: reused from the cache, re-read and found equal, or compressed."""
+
+    reused: int = 0
+    rechecked: int = 0
+    compressed: int = 0
+
+
+@dataclass(frozen=True)
+class _Cached:
+    stamp: tuple[int, int, int, int]
+    entry: CompressedEntry
+    read_at_ns: int
+
+
+_Job = tuple[SourceFile, Optional[_Cached]]
+_Outcome = tuple[CompressedEntry, str]  # the entry and "rechecked" or "compressed"
+
+
+class PackageBuilder:
+    """Builds a function's package again and again, re-deflating only the files that changed.
+
+    The bytes are identical to a cold :func:`build_package` of the same tree: cached entries are reused only
+    when the file's (size, mtime_ns, inode, mode) is unchanged and its mtime was safely older than the moment
+    it was read; otherwise the file is re-read and its content hash compared. The cache is an LRU bounded by
+    ``cache_bytes`` and is dropped whenever the ignore rules change. Not reentrant: builds are serialized.
+    """
+
+    def __init__(
+        self,
+        source: Path,
+        *,
+        rules: Optional[IgnoreRules] = None,
+        code_type: str = "zip",
+        artifact: Optional[Path] = None,
+        cache_bytes: int = CACHE_BYTES,
+        workers: Optional[int] = None,
+        max_bytes: int = MAX_PACKAGE_BYTES,
+        open_file: OpenFile = open_source_file,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        """Set up a builder; nothing is read until :meth:`build`.
+
+        Args:
+            source: the function's source folder.
+            rules: its ignore rules (default: ``IgnoreRules.for_function(source)``). They are reloaded by
+                the builder when one of their files changes on disk.
+            code_type: ``zip`` or ``jar``.
+            artifact: for ``jar``, the file to upload (relative paths are relative to source).
+            cache_bytes: bound of the compressed-entry cache; 0 disables caching.
+            workers: compressing threads (default: the CPU count, at most 4).
+            max_bytes: the package size limit.
+            open_file: how files are opened (a seam for tests).
+            clock_ns: wall clock in ns, compared with file mtimes.
+        """
+        self.source = Path(source)
+        self.code_type = code_type
+        self.artifact = artifact
+        self.cache_bytes = cache_bytes
+        self.workers = workers if workers is not None else max(1, min(4, os.cpu_count() or 1))
+        self.max_bytes = max_bytes
+        self._rules = rules if rules is not None else IgnoreRules.for_function(self.source)
+        self._open_file = open_file
+        self._clock_ns = clock_ns
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()
+        self._cached_bytes = 0
+        self._fingerprint: Optional[str] = None
+        self._lock = threading.Lock()
+        self.stats = BuildStats()
+
+    @property
+    def rules(self) -> IgnoreRules:
+        """The ignore rules in use (replaced when their files change)."""
+        return self._rules
+
+    def invalidate(self) -> None:
+        """Forget every cached entry; the next build is cold."""
+        with self._lock:
+            self._cache.clear()
+            self._cached_bytes = 0
+
+    def build(self) -> Package:
+        """Build the package from the tree as it is now.
+
+        Raises:
+            PackageError: see :func:`build_package`.
+        """
+        with self._lock:
+            if self.code_type == "jar":
+                return _jar_package(self.source, self.artifact, self.max_bytes)
+            if self.code_type != "zip":
+                raise PackageError(f"unsupported code_type {self.code_type!r}: fgsync packages zip and jar")
+            if self._rules.is_stale():
+                log.debug("ignore rules of %s changed on disk; reloading", self.source)
+                self._rules = self._rules.reload()
+            files = walk_source(self.source, self._rules)
+            fingerprint = self._rules.fingerprint()
+            if fingerprint != self._fingerprint:
+                self._cache.clear()
+                self._cached_bytes = 0
+                self._fingerprint = fingerprint
+            if not files:
+                raise PackageError(
+                    f"nothing to package in {self.source}: no files left after the ignore rules, and an empty "
+                    "upload would reset the function to template code"
+                )
+            return self._build_zip(files)
+
+    def _build_zip(self, files: list[SourceFile]) -> Package:
+        read_at = self._clock_ns()
+        slots: list[Union[CompressedEntry, int]] = []
+        jobs: list[_Job] = []
+        reused = 0
+        for src in files:
+            cached = self._cache.get(src.rel)
+            if cached is not None and cached.stamp == src.stamp and not _racy(cached):
+                slots.append(cached.entry)
+                reused += 1
+            else:
+                slots.append(len(jobs))
+                jobs.append((src, cached))
+        outcomes = self._run_jobs(jobs)
+        done: list[Optional[_Outcome]] = [None] * len(jobs)
+
+        def entries() -> Iterator[CompressedEntry]:
+            for slot in slots:
+                if isinstance(slot, CompressedEntry):
+                    yield slot
+                else:
+                    done[slot] = outcome = next(outcomes)
+                    yield outcome[0]
+
+        try:
+            data, sha512 = assemble(files, entries(), max_bytes=self.max_bytes, abort_bytes=2 * self.max_bytes)
+        finally:
+            outcomes.close()  # stops the workers early when assemble gave up
+        kinds = [o[1] for o in done if o is not None]
+        self.stats = BuildStats(reused, kinds.count("rechecked"), kinds.count("compressed"))
+        if self.cache_bytes > 0:
+            self._remember(files, slots, done, read_at)
+        return Package(data, sha512, len(files), tuple(f.rel for f in files), ZIP_FILENAME, "zip")
+
+    def _run_jobs(self, jobs: Sequence[_Job]) -> Generator[_Outcome, None, None]:
+        """Outcomes of the jobs, in order; in parallel batches when there is enough work."""
+        total = sum(src.size for src, _ in jobs)
+        if self.workers <= 1 or total < _PARALLEL_MIN_BYTES:
+            for job in jobs:
+                yield self._run_job(job)
+            return
+        batches: list[list[_Job]] = [[]]
+        weight = 0
+        for job in jobs:
+            batches[-1].append(job)
+            weight += job[0].size + 4096  # per-file cost beyond its bytes: open, stat, headers
+            if weight >= _BATCH_BYTES:
+                batches.append([])
+                weight = 0
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="fgsync-deflate")
+        try:
+            futures: list[Future[list[_Outcome]]] = [
+                pool.submit(self._run_batch, batch) for batch in batches if batch
+            ]
+            for future in futures:
+                yield from future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _run_batch(self, batch: Sequence[_Job]) -> list[_Outcome]:
+        return [self._run_job(job) for job in batch]
+
+    def _run_job(self, job: _Job) -> _Outcome:
+        src, cached = job
+        if cached is not None and digest_file(src, open_file=self._open_file) == cached.entry.digest:
+            return cached.entry, "rechecked"
+        return compress_file(src, open_file=self._open_file, keep_limit=self.max_bytes), "compressed"
+
+    def _remember(
+        self,
+        files: Sequence[SourceFile],
+        slots: Sequence[Union[CompressedEntry, int]],
+        done: Sequence[Optional[_Outcome]],
+        read_at: int,
+    ) -> None:
+        current = set()
+        for src, slot in zip(files, slots):
+            current.add(src.rel)
+            if isinstance(slot, CompressedEntry):
+                self._cache.move_to_end(src.rel)
+                continue
+            outcome = done[slot]
+            if outcome is None:
+                continue
+            self._store(src.rel, _Cached(src.stamp, outcome[0], read_at))
+        for rel in [rel for rel in self._cache if rel not in current]:
+            self._drop(rel)
+        while self._cached_bytes > self.cache_bytes and self._cache:
+            self._drop(next(iter(self._cache)))
+
+    def _store(self, rel: str, item: _Cached) -> None:
+        self._drop(rel)
+        self._cache[rel] = item
+        self._cached_bytes += len(item.entry.data)
+
+    def _drop(self, rel: str) -> None:
+        old = self._cache.pop(rel, None)
+        if old is not None:
+            self._cached_bytes -= len(old.entry.data)
+
+
+def _racy(cached: _Cached) -> bool:
+    return cached.stamp[1] + RACY_MARGIN_NS >= cached.read_at_ns
+
+
+def _jar_package(source: Path, artifact: Optional[Path], max_bytes: int) -> Package:
+    if artifact is None:
+        raise PackageError("code_type jar needs an artifact: the .jar file to upload")
+    path = artifact if artifact.is_absolute() else source / artifact
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise PackageError(
+            f"artifact {path} not found: build it first (for example `mvn -q package`), or set the function's "
+            "`build` command so fgsync runs it before packaging"
+        ) from None
+    except OSError as exc:
+        raise PackageError(f"cannot read artifact {path}: {exc.strerror or exc}") from None
+    if not data:
+        raise PackageError(f"artifact {path} is empty: an empty upload would reset the function to template code")
+    if len(data) > max_bytes:
+        raise PackageError(f"artifact {path} is {len(data):,} bytes, over the limit of {max_bytes:,} bytes")
+    return Package(data, hashlib.sha512(data).hexdigest(), 1, (path.name,), path.name, "jar")
+
+
+def build_package(
+    fn_source: Path,
+    *,
+    rules: IgnoreRules,
+    code_type: str = "zip",
+    artifact: Optional[Path] = None,
+    max_bytes: int = MAX_PACKAGE_BYTES,
+) -> Package:
+    """Build a function's package from scratch: a reproducible zip of source, or the jar artifact.
+
+    Args:
+        fn_source: the function's source folder; its contents become the zip root.
+        rules: the ignore rules (``IgnoreRules.for_function``).
+        code_type: ``zip`` or ``jar``.
+        artifact: for ``jar``, the file to upload (relative paths are relative to fn_source).
+        max_bytes: the size limit (FunctionGraph's 50 MB unless a test says otherwise).
+
+    Raises:
+        PackageError: no files; a symlink out of source, dangling or looping; an unreadable file or folder;
+            over the size limit; a missing jar artifact.
+    """
+    builder = PackageBuilder(
+        fn_source, rules=rules, code_type=code_type, artifact=artifact, cache_bytes=0, max_bytes=max_bytes
+    )
+    return builder.build()
+
+
+def _tail(text: str) -> str:
+    lines = text.rstrip().splitlines()[-_OUTPUT_TAIL_LINES:]
+    return "\n".join(lines)[-_OUTPUT_TAIL_CHARS:]
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    """Kill the build and everything it started (the shell's children share its session)."""
+    try:
+        if os.name == "posix":
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run_build(command: str, cwd: Path, *, timeout: Optional[float] = None) -> str:
+    """Run a function's ``build`` command through the shell in its source folder.
+
+    Args:
+        command: the shell command line.
+        cwd: the folder it runs in (the function's source).
+        timeout: seconds before the command and its children are killed.
+
+    Returns:
+        Its combined stdout and stderr.
+
+    Raises:
+        BuildError: it exited non-zero, was killed, timed out or could not start; carries the output.
+    """
+    log.debug("running build command in %s", cwd)
+    try:
+        proc = subprocess.Popen(
+            command,
+            shell=True,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=os.name == "posix",
+        )
+    except OSError as exc:
+        raise BuildError(f"cannot run the build command in {cwd}: {exc.strerror or exc}") from None
+    try:
+        raw, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill(proc)
+        try:
+            raw, _ = proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:  # a grandchild left its own session and holds the pipe
+            raw = b""
+        output = raw.decode("utf-8", errors="replace")
+        message = f"build command timed out after {timeout:g} s"
+        if output.strip():
+            message += ":\n" + _tail(output)
+        raise BuildError(message, output=output, returncode=None) from None
+    except BaseException:
+        _kill(proc)
+        proc.wait()
+        raise
+    output = raw.decode("utf-8", errors="replace")
+    code = proc.returncode
+    if code != 0:
+        how = f"was killed by signal {-code}" if code < 0 else f"failed with exit code {code}"
+        message = f"build command {how}"
+        if output.strip():
+            message += ":\n" + _tail(output)
+        raise BuildError(message, output=output, returncode=code)
+    return output

@@ -100,8 +100,8 @@ class IgnoreRules:
         "*.swx",
         "*~",
         "4913",
-        # emacs: autosave and lock files
-        "#*#",
+        # emacs: autosave and lock files ("#" starts a comment in gitignore syntax, hence the backslash)
+        "\\#*#",
         ".#*",
         # JetBrains "safe write" temporaries
         "*___jb_tmp___",

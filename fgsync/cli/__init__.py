@@ -39,9 +39,11 @@ def cli() -> None:
 
 
 def _register() -> None:
+    from fgsync.cli.init_cmd import init_command
+    from fgsync.cli.invoke_cmd import invoke_command
     from fgsync.cli.sync_cmds import package_command, push_command, status_command
 
-    for command in (package_command, push_command, status_command):
+    for command in (init_command, package_command, push_command, status_command, invoke_command):
         cli.add_command(command)
 
 

@@ -1,0 +1,80 @@
+"""`fgsync invoke NAME [--event FILE|-]`: one sync invocation, with status, result and the log tail."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from fgsync.api import FunctionGraphClient, Invocation
+from fgsync.cli.common import common_options
+from fgsync.cli.context import app_context
+from fgsync.config import FunctionConfig, select_functions
+from fgsync.errors import EXIT_FAILED, EXIT_OK, UsageError
+from fgsync.events import Emit, Event
+
+#: FunctionGraph's limit for a sync invocation's event.
+MAX_EVENT_BYTES = 6 * 1024 * 1024
+
+
+@click.command("invoke")
+@click.argument("name")
+@click.option(
+    "--event",
+    "event_path",
+    metavar="FILE",
+    help="The event (JSON): a file, or - for stdin. Default: the function's invoke_event, else {}.",
+)
+@common_options
+def invoke_command(name: str, event_path: Optional[str]) -> int:
+    """Invoke a function synchronously and print its status, result and log tail."""
+    app = app_context()
+    config = app.load_config()
+    (fn,) = select_functions(config, [name])
+    event = read_event(fn, event_path)
+    with app.make_client(config) as client:
+        invocation = invoke_function(fn, client, event, emit=app.reporter.emit)
+    return EXIT_FAILED if invocation.function_error else EXIT_OK
+
+
+def read_event(fn: FunctionConfig, event_path: Optional[str]) -> bytes:
+    """The event bytes: --event FILE or - (stdin), else the function's invoke_event, else ``{}``.
+
+    Raises:
+        UsageError: the file is missing, is not JSON, or is over FunctionGraph's 6 MB limit.
+    """
+    if event_path == "-":
+        data, origin = sys.stdin.buffer.read(), "stdin"
+    else:
+        path = Path(event_path) if event_path else fn.invoke_event
+        if path is None:
+            return b"{}"
+        origin = str(path)
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise UsageError(f"cannot read the event file {origin}: {error.strerror or error}") from None
+    if len(data) > MAX_EVENT_BYTES:
+        raise UsageError(f"the event from {origin} is {len(data)} bytes; a sync invocation takes at most 6 MB")
+    try:
+        json.loads(data or b"null")
+    except ValueError as error:
+        raise UsageError(f"the event from {origin} is not JSON: {error}") from None
+    return data or b"{}"
+
+
+def invoke_function(fn: FunctionConfig, client: FunctionGraphClient, event: bytes, *, emit: Emit) -> Invocation:
+    """Invoke and emit an `invoked` event; errors (service, network) propagate as FgsyncError."""
+    invocation = client.invoke(fn.urn, event)
+    emit(
+        Event(
+            "invoked",
+            fn.name,
+            {"status": invocation.status, "result": invocation.result, "log": invocation.log, "ms": invocation.ms},
+            extra={"function_error": invocation.function_error},
+        )
+    )
+    return invocation

@@ -346,7 +346,7 @@ def _show(value: Any) -> str:
         text = "{" + ", ".join(f"{k} = {_show(v)}" for k, v in value.items()) + "}"
     else:
         text = str(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 class _Checker:
@@ -420,12 +420,16 @@ class _Checker:
         first_index: dict[str, int] = {}
         for index, table in enumerate(value, start=1):
             fn = self.function(_Table(self, table, f"function[{index}].", FUNCTION_KEYS), region, project_id)
-            if fn is not None and fn.name in first_index:
-                self.bad(f"function[{index}].name", fn.name,
-                         f"must be unique; function[{first_index[fn.name]}] already uses it")
-            elif fn is not None:
-                first_index[fn.name] = index
-                result.append(fn)
+            name = table.get("name")
+            if not isinstance(name, str) or not NAME_RE.match(name):
+                continue
+            if name in first_index:
+                self.bad(f"function[{index}].name", name, f"must be unique; function[{first_index[name]}] "
+                         "already uses it")
+            else:
+                first_index[name] = index
+                if fn is not None:
+                    result.append(fn)
         return tuple(result)
 
     def function(self, t: _Table, region: Optional[str], project_id: Optional[str]) -> Optional[FunctionConfig]:

@@ -217,7 +217,10 @@ def compress_file(src: SourceFile, *, open_file: OpenFile = open_source_file, ke
     if len(data) < size:
         return CompressedEntry(crc, size, DEFLATED, data, hasher.digest())
     if raw is None:
-        raise PackageError(f"{src.rel} alone is {size:,} bytes and does not compress: over the package limit")
+        raise PackageError(
+            f"{src.rel} is {size:,} bytes and does not compress: the package would be over the limit of "
+            f"{keep_limit:,} bytes"
+        )
     return CompressedEntry(crc, size, STORED, b"".join(raw), hasher.digest())
 
 

@@ -24,6 +24,9 @@ from collections.abc import Mapping
 from typing import Any, Callable, Optional, TypeVar
 
 import keyring
+import keyring.backends.chainer
+import keyring.backends.fail
+import keyring.backends.null
 import keyring.errors
 
 from fgsync.errors import KeyringError, UsageError
@@ -82,18 +85,16 @@ def _backend_name(backend: Any) -> str:
 
 def _unusable_reason(backend: Any) -> Optional[str]:
     """Why ``backend`` must not hold fgsync's secrets, or None when it may."""
-    name = _backend_name(backend)
-    module = type(backend).__module__
-    if module.startswith("keyring.backends.fail") or module.startswith("keyring.backends.null"):
+    if isinstance(backend, (keyring.backends.fail.Keyring, keyring.backends.null.Keyring)):
         return "no OS keyring is available"
-    if module.startswith("keyrings.alt"):
+    if type(backend).__module__.startswith("keyrings.alt"):
         # keyrings.alt keeps secrets in files (plaintext or weakly encrypted): never fall back to it silently.
-        return f"the only keyring backend is {name}, which stores secrets in a file"
-    chained = getattr(backend, "backends", None)
-    if module.startswith("keyring.backends.chainer") and chained is not None:
-        usable = [b for b in chained if _unusable_reason(b) is None]
-        if not usable:
-            return "no OS keyring is available (the keyring chain is empty)"
+        return f"the only keyring backend is {_backend_name(backend)}, which stores secrets in a file"
+    # Listing the chain probes every backend (D-Bus for the Secret Service): callers run this timed.
+    if isinstance(backend, keyring.backends.chainer.ChainerBackend) and not [
+        b for b in backend.backends if _unusable_reason(b) is None
+    ]:
+        return "no OS keyring is available (the keyring chain is empty)"
     return None
 
 
@@ -163,8 +164,11 @@ class KeyringStore:
 
     def _backend(self) -> Any:
         # Finding the backend may itself talk to D-Bus (the Secret Service viability check), so it is timed too.
-        backend = self._timed("finding the keyring backend", keyring.get_keyring)
-        reason = _unusable_reason(backend)
+        def find() -> tuple[Any, Optional[str]]:
+            backend = keyring.get_keyring()
+            return backend, _unusable_reason(backend)
+
+        backend, reason = self._timed("finding the keyring backend", find)
         if reason is not None:
             raise KeyringError(f"{reason}: fgsync never stores credentials in a plain file; {_WHAT_TO_DO}")
         return backend

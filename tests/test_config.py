@@ -110,7 +110,10 @@ def test_minimal_config_gets_every_default(project: Path, monkeypatch: pytest.Mo
 def test_every_key_set(project: Path) -> None:
     (project / "certs").mkdir()
     (project / "certs" / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
-    config = load_config(write(project, f"""\
+    config = load_config(
+        write(
+            project,
+            f"""\
         region = "ap-southeast-3"
         project_id = "{PROJECT_ID}"
         endpoint = "http://127.0.0.1:8808/"
@@ -135,7 +138,9 @@ def test_every_key_set(project: Path) -> None:
         depend_version_list = ["dep-1", "dep-2"]
         kms_key_id = "kms-123"
         invoke_event = "events/hello.json"
-        """))
+        """,
+        )
+    )
     assert config.endpoint == "http://127.0.0.1:8808"  # trailing slash stripped
     assert config.iam_endpoint == "http://127.0.0.1:8808"
     assert config.ca_bundle == project / "certs" / "ca.pem"
@@ -196,75 +201,133 @@ def test_endpoints_without_region_need_a_urn_per_function(project: Path) -> None
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        (f'project_id = "{PROJECT_ID}"\n' + HELLO,
-         'fgsync.toml: region is missing: required (a region id such as "cn-north-4") unless both endpoint and '
-         "iam_endpoint are given"),
-        (f'region = "North-4"\nproject_id = "{PROJECT_ID}"\n' + HELLO,
-         'fgsync.toml: region = "North-4": must be a region id such as "cn-north-4"'),
-        (f'region = "{REGION}"\n' + HELLO,
-         "fgsync.toml: project_id is missing: must be 32 letters and digits (the project id of the region)"),
-        (f'region = "{REGION}"\nproject_id = "abc-123"\n' + HELLO,
-         'fgsync.toml: project_id = "abc-123": must be 32 letters and digits (the project id of the region)'),
-        (HEADER + 'endpoint = "ftp://example.com"\n' + HELLO,
-         'fgsync.toml: endpoint = "ftp://example.com": must be an http:// or https:// URL such as '
-         '"https://functiongraph.cn-north-4.myhuaweicloud.com"'),
-        (HEADER + "iam_endpoint = 8080\n" + HELLO,
-         "fgsync.toml: iam_endpoint = 8080: must be an http:// or https:// URL such as "
-         '"https://functiongraph.cn-north-4.myhuaweicloud.com"'),
-        (HEADER + '[auth]\nmethod = "password"\n' + HELLO,
-         'fgsync.toml: auth.method = "password": must be "token" or "aksk"'),
-        (HEADER + '[auth]\nuser = ""\n' + HELLO,
-         'fgsync.toml: auth.user = "": must be an IAM user name (a non-empty string)'),
-        (HEADER + "[watch]\ndebounce_ms = -1\n" + HELLO,
-         "fgsync.toml: watch.debounce_ms = -1: must be an integer >= 0 (milliseconds)"),
-        (HEADER + "[watch]\ndebounce_ms = true\n" + HELLO,
-         "fgsync.toml: watch.debounce_ms = true: must be an integer >= 0 (milliseconds)"),
-        (HEADER + "[watch]\nmax_wait_ms = 2.5\n" + HELLO,
-         "fgsync.toml: watch.max_wait_ms = 2.5: must be an integer >= 0 (milliseconds)"),
-        (HEADER + "[watch]\ndebounce_ms = 500\nmax_wait_ms = 100\n" + HELLO,
-         "fgsync.toml: watch.max_wait_ms = 100: must be >= watch.debounce_ms (500)"),
-        (HEADER + '[watch]\npoll = "yes"\n' + HELLO,
-         'fgsync.toml: watch.poll = "yes": must be true or false (a TOML boolean, no quotes)'),
-        (HEADER + 'watch = "fast"\n' + HELLO,
-         'fgsync.toml: watch = "fast": must be a table: write [watch] on its own line, then its keys'),
-        (HEADER, "fgsync.toml: function is missing: at least one [[function]] table (with name and source) is "
-                 "required"),
-        (HEADER + "function = []\n",
-         "fgsync.toml: function = []: at least one [[function]] table (with name and source) is required"),
-        (HEADER + '[function]\nname = "hello"\nsource = "functions/hello"\n',
-         'fgsync.toml: function = {name = "hello", source = "functions/hello"}: must be an array of tables: '
-         "write [[function]] (double brackets) before each function's keys"),
-        (HEADER + '[[function]]\nsource = "functions/hello"\n',
-         "fgsync.toml: function[1].name is missing: must be letters, digits, - and _ (the local name used on the "
-         "command line)"),
-        (HEADER + '[[function]]\nname = "hello world"\nsource = "functions/hello"\n',
-         'fgsync.toml: function[1].name = "hello world": must be letters, digits, - and _ (the local name used '
-         "on the command line)"),
-        (HEADER + HELLO + HELLO,
-         'fgsync.toml: function[2].name = "hello": must be unique; function[1] already uses it'),
-        (HEADER + '[[function]]\nname = "hello"\n',
-         "fgsync.toml: function[1].source is missing: must be an existing folder, relative to the folder of "
-         "fgsync.toml"),
-        (HEADER + HELLO + "use_gitignore = 1\n",
-         "fgsync.toml: function[1].use_gitignore = 1: must be true or false (a TOML boolean, no quotes)"),
-        (HEADER + HELLO + 'exclude = "*.md"\n',
-         'fgsync.toml: function[1].exclude = "*.md": must be an array of non-empty strings '
-         "(gitignore-style patterns)"),
-        (HEADER + HELLO + "depend_version_list = [1, 2]\n",
-         "fgsync.toml: function[1].depend_version_list = [1, 2]: must be an array of non-empty strings "
-         "(dependency version ids)"),
-        (HEADER + HELLO + 'code_type = "jar"\n',
-         'fgsync.toml: function[1].artifact is missing: required when code_type = "jar": the jar file to upload'),
-        (HEADER + HELLO + 'artifact = "app.jar"\n',
-         'fgsync.toml: function[1].artifact = "app.jar": only allowed with code_type = "jar"; a zip function '
-         "packages its source folder"),
-        (HEADER + HELLO + 'code_filename = "dist/index.zip"\n',
-         'fgsync.toml: function[1].code_filename = "dist/index.zip": must be a file name such as "index.zip", '
-         "without folders"),
-        (HEADER + HELLO + 'package = "my package"\n',
-         'fgsync.toml: function[1].package = "my package": must be a package name: letters, digits, - and _'),
-        (HEADER + HELLO + 'build = "  "\n',
-         'fgsync.toml: function[1].build = "  ": must be a shell command (a non-empty string)'),
+        (
+            f'project_id = "{PROJECT_ID}"\n' + HELLO,
+            'fgsync.toml: region is missing: required (a region id such as "cn-north-4") unless both endpoint and '
+            "iam_endpoint are given",
+        ),
+        (
+            f'region = "North-4"\nproject_id = "{PROJECT_ID}"\n' + HELLO,
+            'fgsync.toml: region = "North-4": must be a region id such as "cn-north-4"',
+        ),
+        (
+            f'region = "{REGION}"\n' + HELLO,
+            "fgsync.toml: project_id is missing: must be 32 letters and digits (the project id of the region)",
+        ),
+        (
+            f'region = "{REGION}"\nproject_id = "abc-123"\n' + HELLO,
+            'fgsync.toml: project_id = "abc-123": must be 32 letters and digits (the project id of the region)',
+        ),
+        (
+            HEADER + 'endpoint = "ftp://example.com"\n' + HELLO,
+            'fgsync.toml: endpoint = "ftp://example.com": must be an http:// or https:// URL such as '
+            '"https://functiongraph.cn-north-4.myhuaweicloud.com"',
+        ),
+        (
+            HEADER + "iam_endpoint = 8080\n" + HELLO,
+            "fgsync.toml: iam_endpoint = 8080: must be an http:// or https:// URL such as "
+            '"https://functiongraph.cn-north-4.myhuaweicloud.com"',
+        ),
+        (
+            HEADER + '[auth]\nmethod = "password"\n' + HELLO,
+            'fgsync.toml: auth.method = "password": must be "token" or "aksk"',
+        ),
+        (
+            HEADER + '[auth]\nuser = ""\n' + HELLO,
+            'fgsync.toml: auth.user = "": must be an IAM user name (a non-empty string)',
+        ),
+        (
+            HEADER + "[watch]\ndebounce_ms = -1\n" + HELLO,
+            "fgsync.toml: watch.debounce_ms = -1: must be an integer >= 0 (milliseconds)",
+        ),
+        (
+            HEADER + "[watch]\ndebounce_ms = true\n" + HELLO,
+            "fgsync.toml: watch.debounce_ms = true: must be an integer >= 0 (milliseconds)",
+        ),
+        (
+            HEADER + "[watch]\nmax_wait_ms = 2.5\n" + HELLO,
+            "fgsync.toml: watch.max_wait_ms = 2.5: must be an integer >= 0 (milliseconds)",
+        ),
+        (
+            HEADER + "[watch]\ndebounce_ms = 500\nmax_wait_ms = 100\n" + HELLO,
+            "fgsync.toml: watch.max_wait_ms = 100: must be >= watch.debounce_ms (500)",
+        ),
+        (
+            HEADER + '[watch]\npoll = "yes"\n' + HELLO,
+            'fgsync.toml: watch.poll = "yes": must be true or false (a TOML boolean, no quotes)',
+        ),
+        (
+            HEADER + 'watch = "fast"\n' + HELLO,
+            'fgsync.toml: watch = "fast": must be a table: write [watch] on its own line, then its keys',
+        ),
+        (
+            HEADER,
+            "fgsync.toml: function is missing: at least one [[function]] table (with name and source) is required",
+        ),
+        (
+            HEADER + "function = []\n",
+            "fgsync.toml: function = []: at least one [[function]] table (with name and source) is required",
+        ),
+        (
+            HEADER + '[function]\nname = "hello"\nsource = "functions/hello"\n',
+            'fgsync.toml: function = {name = "hello", source = "functions/hello"}: must be an array of tables: '
+            "write [[function]] (double brackets) before each function's keys",
+        ),
+        (
+            HEADER + '[[function]]\nsource = "functions/hello"\n',
+            "fgsync.toml: function[1].name is missing: must be letters, digits, - and _ (the local name used on the "
+            "command line)",
+        ),
+        (
+            HEADER + '[[function]]\nname = "hello world"\nsource = "functions/hello"\n',
+            'fgsync.toml: function[1].name = "hello world": must be letters, digits, - and _ (the local name used '
+            "on the command line)",
+        ),
+        (
+            HEADER + HELLO + HELLO,
+            'fgsync.toml: function[2].name = "hello": must be unique; function[1] already uses it',
+        ),
+        (
+            HEADER + '[[function]]\nname = "hello"\n',
+            "fgsync.toml: function[1].source is missing: must be an existing folder, relative to the folder of "
+            "fgsync.toml",
+        ),
+        (
+            HEADER + HELLO + "use_gitignore = 1\n",
+            "fgsync.toml: function[1].use_gitignore = 1: must be true or false (a TOML boolean, no quotes)",
+        ),
+        (
+            HEADER + HELLO + 'exclude = "*.md"\n',
+            'fgsync.toml: function[1].exclude = "*.md": must be an array of non-empty strings '
+            "(gitignore-style patterns)",
+        ),
+        (
+            HEADER + HELLO + "depend_version_list = [1, 2]\n",
+            "fgsync.toml: function[1].depend_version_list = [1, 2]: must be an array of non-empty strings "
+            "(dependency version ids)",
+        ),
+        (
+            HEADER + HELLO + 'code_type = "jar"\n',
+            'fgsync.toml: function[1].artifact is missing: required when code_type = "jar": the jar file to upload',
+        ),
+        (
+            HEADER + HELLO + 'artifact = "app.jar"\n',
+            'fgsync.toml: function[1].artifact = "app.jar": only allowed with code_type = "jar"; a zip function '
+            "packages its source folder",
+        ),
+        (
+            HEADER + HELLO + 'code_filename = "dist/index.zip"\n',
+            'fgsync.toml: function[1].code_filename = "dist/index.zip": must be a file name such as "index.zip", '
+            "without folders",
+        ),
+        (
+            HEADER + HELLO + 'package = "my package"\n',
+            'fgsync.toml: function[1].package = "my package": must be a package name: letters, digits, - and _',
+        ),
+        (
+            HEADER + HELLO + 'build = "  "\n',
+            'fgsync.toml: function[1].build = "  ": must be a shell command (a non-empty string)',
+        ),
     ],
 )
 def test_bad_value_message(project: Path, body: str, expected: str) -> None:
@@ -298,17 +361,24 @@ def test_ca_bundle_must_exist(project: Path) -> None:
 @pytest.mark.parametrize(
     ("urn", "allowed"),
     [
-        (f"urn:fss:cn-north-4:{PROJECT_ID}:function:default:hello:3",
-         "names a published version; only the latest version can be updated: end the URN with :latest or leave "
-         "the version out"),
-        (f"urn:fss:cn-north-4:{PROJECT_ID}:function:default:hello:!prod",
-         "names an alias; only the latest version can be updated: end the URN with :latest or leave the version "
-         "out"),
+        (
+            f"urn:fss:cn-north-4:{PROJECT_ID}:function:default:hello:3",
+            "names a published version; only the latest version can be updated: end the URN with :latest or leave "
+            "the version out",
+        ),
+        (
+            f"urn:fss:cn-north-4:{PROJECT_ID}:function:default:hello:!prod",
+            "names an alias; only the latest version can be updated: end the URN with :latest or leave the version out",
+        ),
         ("hello", "must be a function URN urn:fss:<region>:<project_id>:function:<package>:<name>[:latest]"),
-        (f"urn:fss:cn-north-4:{PROJECT_ID}:func:default:hello",
-         "must be a function URN urn:fss:<region>:<project_id>:function:<package>:<name>[:latest]"),
-        (f"urn:fss:cn-north-4:{PROJECT_ID}:function:default:hel lo",
-         "must be a function URN urn:fss:<region>:<project_id>:function:<package>:<name>[:latest]"),
+        (
+            f"urn:fss:cn-north-4:{PROJECT_ID}:func:default:hello",
+            "must be a function URN urn:fss:<region>:<project_id>:function:<package>:<name>[:latest]",
+        ),
+        (
+            f"urn:fss:cn-north-4:{PROJECT_ID}:function:default:hel lo",
+            "must be a function URN urn:fss:<region>:<project_id>:function:<package>:<name>[:latest]",
+        ),
         ("urn:fss:cn-north-4:" + "f" * 32 + ":function:default:hello", f'must match project_id = "{PROJECT_ID}"'),
         (f"urn:fss:cn-east-3:{PROJECT_ID}:function:default:hello", f'must match region = "{REGION}"'),
     ],
@@ -347,13 +417,24 @@ def test_a_secret_put_in_the_file_is_refused_without_echoing_it(project: Path) -
 
 def test_all_problems_are_collected_in_one_error(project: Path) -> None:
     with pytest.raises(ConfigError) as info:
-        load_config(write(project, 'region = "nowhere"\n[[function]]\nname = "a"\nsource = "nope"\n'
-                                   'code_type = "tar"\n[[function]]\nname = "a"\n'))
+        load_config(
+            write(
+                project,
+                'region = "nowhere"\n[[function]]\nname = "a"\nsource = "nope"\n'
+                'code_type = "tar"\n[[function]]\nname = "a"\n',
+            )
+        )
     lines = str(info.value).splitlines()
     assert lines[0] == "fgsync.toml has 6 problems:"
     keys = re.findall(r"^  fgsync\.toml: ([\w\[\].]+)", str(info.value), re.MULTILINE)
-    assert keys == ["region", "project_id", "function[1].source", "function[1].code_type", "function[2].source",
-                    "function[2].name"]
+    assert keys == [
+        "region",
+        "project_id",
+        "function[1].source",
+        "function[1].code_type",
+        "function[2].source",
+        "function[2].name",
+    ]
     assert info.value.key == keys[0]
     assert info.value.path == str(project / "fgsync.toml")
     assert isinstance(info.value, UsageError)
@@ -425,8 +506,9 @@ def _all_keys() -> set[str]:
 
 
 def test_render_init_with_values_loads_as_is(project: Path) -> None:
-    text = render_init(region="eu-west-101", project_id=PROJECT_ID,
-                       functions=[("hello", "functions/hello"), ("api", 'odd "dir"\\x')])
+    text = render_init(
+        region="eu-west-101", project_id=PROJECT_ID, functions=[("hello", "functions/hello"), ("api", 'odd "dir"\\x')]
+    )
     (project / 'odd "dir"\\x').mkdir()
     assert _all_keys() <= _keys_in(text)
     assert {"auth", "watch", "function"} <= _tables_in(text)
@@ -446,8 +528,13 @@ def test_render_init_without_values_fails_clearly_until_filled_in(project: Path)
     assert "fgsync.toml: project_id is missing" in message
     assert "function[1].urn" not in message  # the real fix is region, not a URN per function
     filled = text.replace('# region = "cn-north-4"', 'region = "cn-north-4"', 1)
-    filled = re.sub(r'^# project_id = "<32 letters and digits>"', f'project_id = "{PROJECT_ID}"', filled,
-                    count=1, flags=re.MULTILINE)
+    filled = re.sub(
+        r'^# project_id = "<32 letters and digits>"',
+        f'project_id = "{PROJECT_ID}"',
+        filled,
+        count=1,
+        flags=re.MULTILINE,
+    )
     config = load_config(write(project, filled))
     assert config.functions[0].urn == f"urn:fss:cn-north-4:{PROJECT_ID}:function:default:hello:latest"
 

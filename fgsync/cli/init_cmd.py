@@ -10,7 +10,7 @@ import click
 
 from fgsync.cli.common import common_options
 from fgsync.cli.context import app_context
-from fgsync.config import CONFIG_FILENAME, render_init
+from fgsync.config import CONFIG_FILENAME, PROJECT_ID_RE, REGION_RE, render_init
 from fgsync.errors import EXIT_OK, UsageError
 
 DEFAULT_FUNCTION = ("hello", "functions/hello")
@@ -46,13 +46,19 @@ def init_command(region: Optional[str], project_id: Optional[str], functions: tu
     """Write a commented fgsync.toml (./fgsync.toml, or the --config path). Never overwrites a file."""
     app = app_context()
     target = Path(os.path.abspath(Path(app.config_path or CONFIG_FILENAME).expanduser()))
+    if region is not None and not REGION_RE.match(region):
+        raise UsageError(f'--region "{region}": must be a region id such as "cn-north-4"')
+    if project_id is not None and not PROJECT_ID_RE.match(project_id):
+        raise UsageError(f'--project-id "{project_id}": must be 32 letters and digits (the project id of the region)')
     pairs = parse_function_specs(functions)
     text = render_init(region=region, project_id=project_id, functions=pairs)
     if target.is_dir():
         raise UsageError(f"{target} is a folder; give --config the path of the file to write")
     if target.exists():
-        raise UsageError(f"{_shown(target)} already exists; fgsync init never overwrites it: edit it, or remove "
-                         "it first to start again")
+        raise UsageError(
+            f"{_shown(target)} already exists; fgsync init never overwrites it: edit it, or remove "
+            "it first to start again"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         # "x" (O_EXCL) so a file created since the check above is not overwritten either.
@@ -70,12 +76,19 @@ def init_command(region: Optional[str], project_id: Optional[str], functions: tu
     if missing:
         steps.append(f"fill in {' and '.join(missing)} in {_shown(target)} (and remove the leading #)")
     if absent:
-        steps.append("create the source folder" + ("s" if len(absent) > 1 else "") + " (relative to "
-                     f"{_shown(target.parent)}): " + ", ".join(absent))
+        where = "" if target.parent == Path.cwd() else f" (relative to {_shown(target.parent)})"
+        plural = "s" if len(absent) > 1 else ""
+        steps.append(f"create the source folder{plural}{where}: " + ", ".join(absent))
     steps += [f"fgsync {config_flag}login", f"fgsync {config_flag}push   (or: fgsync {config_flag}watch)"]
     if app.json:
-        app.reporter.document({"path": str(target), "functions": [name for name, _source in pairs],
-                               "missing": missing, "next_steps": steps})
+        app.reporter.document(
+            {
+                "path": str(target),
+                "functions": [name for name, _source in pairs],
+                "missing": missing,
+                "next_steps": steps,
+            }
+        )
         return EXIT_OK
     names = ", ".join(name for name, _source in pairs)
     app.reporter.info(f"Wrote {_shown(target)} ({len(pairs)} function{'s' if len(pairs) > 1 else ''}: {names}).")

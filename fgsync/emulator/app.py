@@ -1,0 +1,358 @@
+"""The Emulator: FunctionGraph's API (and IAM's token call) as a WSGI application, plus its Python API.
+
+Each request goes: route → count the call → read the body within the gateway's limits → injected fault →
+authenticate → project check → handle. Answers carry ``X-Request-Id``; errors use the service's body
+``{"error_code": "FSS.xxxx", "error_msg": "..."}`` (IAM's calls answer IAM's ``{"error": {...}}``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from fgsync.emulator import api_functions, control
+from fgsync.emulator.api_functions import default_code
+from fgsync.emulator.auth import MAX_SIGNED_BODY, TokenBook, check_request, signature_declared
+from fgsync.emulator.faults import ROUTES, DroppedConnection, FaultBook, make_fault
+from fgsync.emulator.invoke import Invoker
+from fgsync.emulator.store import EmulatorError, FunctionRecord, FunctionStore, atomic_write, parse_urn
+from fgsync.emulator.wsgi import (
+    MAX_BODY,
+    Answer,
+    StartResponse,
+    WsgiEnviron,
+    error_answer,
+    iam_error_answer,
+    match_route,
+    new_request_id,
+    read_body,
+    respond,
+)
+
+log = logging.getLogger(__name__)
+
+_STATE_FILE = "emulator.json"
+
+
+class Emulator:
+    """A local FunctionGraph: call it as a WSGI app (``wsgi_app``) or drive it from Python.
+
+    Args:
+        project_id: the project the emulator serves (random 32 hex digits when None, or the one kept in
+            ``data_dir`` from a previous run).
+        region: the region in URNs.
+        token: a token accepted besides the ones it issues.
+        ak: access key accepted in SDK-HMAC-SHA256 signatures; sk: its secret key.
+        user, password, domain: the IAM password login it accepts (domain None: any domain name).
+        data_dir: folder that keeps functions and issued-token fingerprints across restarts.
+        clock: epoch seconds; drives token expiry, ``last_modified`` and the X-Sdk-Date window.
+        token_ttl: lifetime of issued tokens, seconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        project_id: Optional[str] = None,
+        region: str = "cn-north-4",
+        token: Optional[str] = None,
+        ak: Optional[str] = None,
+        sk: Optional[str] = None,
+        user: Optional[str] = None,
+        password: Optional[str] = None,
+        domain: Optional[str] = None,
+        data_dir: Optional[Path] = None,
+        clock: Callable[[], float] = time.time,
+        token_ttl: float = 86400,
+    ) -> None:
+        if (ak is None) != (sk is None):
+            raise ValueError("ak and sk go together")
+        self.region = region
+        self.clock = clock
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self._ak = ak
+        self._sk = sk
+        self._user = user
+        self._password = password
+        self._domain = domain
+        self.tokens = TokenBook(static_token=token, ttl=token_ttl, clock=clock)
+        state = self._load_state()
+        self.project_id: str = project_id or str(state.get("project_id") or secrets.token_hex(16))
+        self.domain_id = hashlib.sha256(("domain:" + self.project_id).encode()).hexdigest()[:32]
+        self.tokens.restore(state.get("tokens", {}))
+        self.store = FunctionStore(self.data_dir, clock=clock)
+        self.faults = FaultBook()
+        self.invoker = Invoker()
+        self._counts_lock = threading.Lock()
+        self._calls = dict.fromkeys(ROUTES, 0)
+        self._save_state()
+
+    # ----------------------------------------------------------------- Python API
+
+    @property
+    def wsgi_app(self) -> Callable[[WsgiEnviron, StartResponse], Iterable[bytes]]:
+        """The WSGI callable (for ``httpx.WSGITransport`` or any WSGI server)."""
+        return self
+
+    def create_function(
+        self,
+        name: str,
+        *,
+        runtime: str = "Python3.9",
+        handler: str = "index.handler",
+        code: Optional[bytes] = None,
+        package: str = "default",
+        memory_size: int = 128,
+        timeout: float = 3,
+        code_type: str = "zip",
+        code_filename: Optional[str] = None,
+        depend_version_list: Optional[list[str]] = None,
+        user_data: Optional[dict[str, str]] = None,
+    ) -> str:
+        """Create a function directly (no auth, no limits; any positive timeout, for fast tests).
+
+        Returns:
+            The function's URN (``...:latest``).
+        """
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        record = self.store.create(
+            name,
+            package=package,
+            runtime=runtime,
+            handler=handler,
+            memory_size=memory_size,
+            timeout=timeout,
+            code_type=code_type,
+            code_filename=code_filename or ("index.zip" if code_type == "zip" else f"{name}.{code_type}"),
+            code=code if code is not None else default_code(handler),
+            depend_version_list=list(depend_version_list or []),
+            user_data=dict(user_data or {}),
+        )
+        return record.urn(self.region, self.project_id)
+
+    def function(self, name_or_urn: str) -> FunctionRecord:
+        """A snapshot of a function: ``.code``, ``.digest``, ``.code_size``, ``.depend_version_list``, ...
+
+        Raises:
+            KeyError: no such function.
+        """
+        record = self._find(name_or_urn)
+        snapshot = self.store.snapshot(record.package, record.name)
+        assert snapshot is not None
+        return snapshot
+
+    def set_code(self, name_or_urn: str, data: bytes) -> str:
+        """Change a function's code behind any client's back (drift tests); returns the new digest."""
+        record = self._find(name_or_urn)
+        with self.store.lock:
+            record.set_code(data, self.clock())
+            self.store.save(record)
+            return record.digest
+
+    def inject(
+        self,
+        route: str,
+        *,
+        status: Optional[int] = None,
+        code: Optional[str] = None,
+        message: Optional[str] = None,
+        delay: float = 0.0,
+        drop: bool = False,
+        times: int = 1,
+    ) -> None:
+        """Make the next ``times`` calls of ``route`` fail (negative ``times``: until :meth:`clear_faults`).
+
+        A fault waits ``delay`` seconds, then drops the connection (``drop``), answers the error
+        (``status``/``code``/``message``; code defaults to ``FSS.0<status>``), or lets the call through.
+        """
+        self.faults.add(
+            route,
+            make_fault(route, status=status, code=code, message=message, delay=delay, drop=drop, times=times),
+        )
+
+    def clear_faults(self) -> None:
+        """Forget every injected fault."""
+        self.faults.clear()
+
+    def calls(self, route: str) -> int:
+        """Requests seen for a route, faulted ones included."""
+        if route not in ROUTES:
+            raise ValueError(f"unknown route {route!r}; one of: {', '.join(ROUTES)}")
+        with self._counts_lock:
+            return self._calls[route]
+
+    def uploads(self, name_or_urn: str) -> int:
+        """Successful UpdateFunctionCode calls for a function."""
+        return self.function(name_or_urn).uploads
+
+    def expire_tokens(self, *, include_static: bool = True) -> None:
+        """Every token issued so far (and, by default, the ``token`` given at start) now answers 401."""
+        self.tokens.expire_all(include_static=include_static)
+        self._save_state()
+
+    def issue_token(self) -> tuple[str, float, float]:
+        """A fresh valid token, without an IAM call: (token, issued_at, expires_at) in epoch seconds."""
+        token, issued, expires = self.tokens.issue()
+        self._save_state()
+        return token, issued, expires
+
+    def stats(self) -> dict[str, Any]:
+        """Calls per route, uploads per function URN, and a summary of each function."""
+        with self._counts_lock:
+            calls = dict(self._calls)
+        functions = []
+        for record in self.store.all():
+            functions.append(
+                {
+                    "name": record.name,
+                    "package": record.package,
+                    "urn": record.urn(self.region, self.project_id),
+                    "runtime": record.runtime,
+                    "digest": record.digest,
+                    "code_size": record.code_size,
+                    "uploads": record.uploads,
+                }
+            )
+        return {
+            "project_id": self.project_id,
+            "calls": calls,
+            "uploads": {f["urn"]: f["uploads"] for f in functions},
+            "functions": functions,
+            "faults": self.faults.pending(),
+        }
+
+    def close(self) -> None:
+        """Remove the extracted-code cache (the store itself needs no closing)."""
+        self.invoker.close()
+
+    # ----------------------------------------------------------------- credentials
+
+    def password_ok(self, user: str, password: str, domain: str) -> bool:
+        """True when the IAM login matches the configured user, password and (if set) domain."""
+        if self._user is None or self._password is None:
+            return False
+        ok = secrets.compare_digest(user.encode(), self._user.encode())
+        ok = secrets.compare_digest(password.encode(), self._password.encode()) and ok
+        return ok and (self._domain is None or domain == self._domain)
+
+    @property
+    def domain_name(self) -> str:
+        """The account (domain) name reported in tokens."""
+        return self._domain or "emulator"
+
+    # ----------------------------------------------------------------- WSGI
+
+    def __call__(self, environ: WsgiEnviron, start_response: StartResponse) -> Iterable[bytes]:
+        request_id = new_request_id()
+        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        path = str(environ.get("PATH_INFO", "")) or "/"
+        if path.startswith("/_emulator/"):
+            try:
+                answer = control.handle(self, method, path, environ)
+            except EmulatorError as exc:
+                answer = error_answer(exc)
+            return respond(start_response, answer, request_id)
+        route, params, known = match_route(method, path)
+        if route is None:
+            code, status = ("APIGW.0101", 404) if not known else ("FSS.0405", 405)
+            text = "The API does not exist or has not been published in the environment"
+            return respond(start_response, error_answer(EmulatorError(status, code, text)), request_id)
+        with self._counts_lock:
+            self._calls[route] += 1
+        try:
+            answer = self._dispatch(route, params, environ, request_id)
+        except EmulatorError as exc:
+            answer = iam_error_answer(exc) if exc.code == "IAM" else error_answer(exc)
+        log.debug("%s %s -> %d", method, path, answer.status)
+        return respond(start_response, answer, request_id)
+
+    def _dispatch(self, route: str, params: dict[str, str], environ: WsgiEnviron, request_id: str) -> Answer:
+        signed = signature_declared(environ) and not environ.get("HTTP_X_AUTH_TOKEN")
+        limit = MAX_BODY
+        if signed:
+            limit = MAX_SIGNED_BODY  # the gateway's limit for AK/SK-signed bodies
+        body_error: Optional[EmulatorError] = None
+        body = b""
+        try:
+            body = read_body(environ, limit=limit)
+        except EmulatorError as exc:
+            if signed and exc.status == 413:
+                exc.message += "; AK/SK-signed requests are limited to 12 MB, use token authentication"
+            body_error = exc
+        fault = self.faults.take(route)
+        if fault is not None:
+            if fault.delay:
+                time.sleep(fault.delay)
+            if fault.drop:
+                raise DroppedConnection(f"injected fault: connection dropped on {route}")
+            error = fault.error()
+            if error is not None:
+                raise EmulatorError(*error)
+        if body_error is not None:
+            raise body_error
+        if route == "iam_token":
+            return api_functions.iam_token(self, environ, body)
+        check_request(environ, body, tokens=self.tokens, ak=self._ak, sk=self._sk, now=self.clock())
+        if params.get("project") != self.project_id:
+            raise EmulatorError(
+                403, "FSS.0403", "Forbidden: the project id in the URL does not match the authorized project"
+            )
+        project_header = environ.get("HTTP_X_PROJECT_ID")
+        if project_header and project_header != self.project_id:
+            raise EmulatorError(403, "FSS.0403", "Forbidden: X-Project-Id does not match the project in the URL")
+        if route == "create_function":
+            return api_functions.create_function(self, body)
+        record = self._resolve(params["urn"])
+        if route == "show_code":
+            return api_functions.show_code(self, record)
+        if route == "show_config":
+            return api_functions.show_config(self, record)
+        if route == "update_code":
+            return api_functions.update_code(self, record, body)
+        return api_functions.invoke(self, record, environ, body, request_id)
+
+    # ----------------------------------------------------------------- lookup and state
+
+    def _resolve(self, reference: str) -> FunctionRecord:
+        """The live record for a URN from a request path (FSS.1051 / FSS.1052 / FSS.1309 errors)."""
+        package, name, version = parse_urn(reference, self.region, self.project_id)
+        record = self.store.get(package, name)
+        if record is None:
+            raise EmulatorError(404, "FSS.1051", "Not found the function")
+        if version != "latest":
+            raise EmulatorError(404, "FSS.1052", "Not found the function version")
+        return record
+
+    def _find(self, name_or_urn: str) -> FunctionRecord:
+        try:
+            return self._resolve(name_or_urn)
+        except EmulatorError as exc:
+            raise KeyError(f"{name_or_urn}: {exc.message}") from None
+
+    def _load_state(self) -> dict[str, Any]:
+        if self.data_dir is None:
+            return {}
+        path = self.data_dir / _STATE_FILE
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable emulator state %s: %s", path, exc)
+            return {}
+        return state if isinstance(state, dict) else {}
+
+    def _save_state(self) -> None:
+        """Project id and issued-token fingerprints (never tokens) survive a restart with ``--data``."""
+        if self.data_dir is None:
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        state = {"project_id": self.project_id, "tokens": self.tokens.export()}
+        atomic_write(self.data_dir / _STATE_FILE, json.dumps(state, indent=2).encode("utf-8"))

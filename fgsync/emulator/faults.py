@@ -1,0 +1,109 @@
+"""Injected faults: the next N calls of a route get an error answer, latency, or a dropped connection."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from http import HTTPStatus
+from typing import Optional
+
+#: The routes faults and call counts are kept for.
+ROUTES = ("iam_token", "create_function", "show_code", "update_code", "show_config", "invoke")
+
+
+class DroppedConnection(ConnectionResetError):
+    """Raised by the app to drop the connection without an answer.
+
+    The loopback server closes the socket without writing a byte (wsgiref ignores ConnectionResetError
+    from the application); in-process callers (``httpx.WSGITransport``) see the exception itself.
+    """
+
+
+@dataclasses.dataclass
+class Fault:
+    """One injected fault and how many more calls it applies to (negative: until cleared)."""
+
+    status: Optional[int]
+    code: Optional[str]
+    message: Optional[str]
+    delay: float
+    drop: bool
+    remaining: int
+
+    def error(self) -> Optional[tuple[int, str, str]]:
+        """The error answer (status, code, message), or None when the fault only delays or drops."""
+        if self.status is None and self.code is None:
+            return None
+        status = self.status if self.status is not None else 500
+        code = self.code or f"FSS.{status:04d}"
+        try:
+            default = HTTPStatus(status).phrase
+        except ValueError:
+            default = "Injected fault"
+        return status, code, self.message or default
+
+
+def make_fault(
+    route: str,
+    *,
+    status: Optional[int] = None,
+    code: Optional[str] = None,
+    message: Optional[str] = None,
+    delay: float = 0.0,
+    drop: bool = False,
+    times: int = 1,
+) -> Fault:
+    """Validate the arguments of ``Emulator.inject`` and build the fault.
+
+    Raises:
+        ValueError: unknown route, a status outside 400-599, a negative delay, ``times == 0`` or a fault
+            that would do nothing.
+    """
+    if route not in ROUTES:
+        raise ValueError(f"unknown route {route!r}; one of: {', '.join(ROUTES)}")
+    if status is not None and not 400 <= status <= 599:
+        raise ValueError(f"status must be an HTTP error status (400-599), not {status}")
+    if delay < 0:
+        raise ValueError("delay must be >= 0")
+    if times == 0:
+        raise ValueError("times must be positive, or negative for 'until cleared'")
+    if status is None and code is None and not drop and delay == 0:
+        raise ValueError("the fault does nothing: give status/code, delay or drop")
+    return Fault(status=status, code=code, message=message, delay=float(delay), drop=drop, remaining=times)
+
+
+class FaultBook:
+    """Faults per route, used first-in first-out; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: dict[str, list[Fault]] = {route: [] for route in ROUTES}
+
+    def add(self, route: str, fault: Fault) -> None:
+        """Queue a fault for a route."""
+        with self._lock:
+            self._faults[route].append(fault)
+
+    def clear(self) -> None:
+        """Forget every fault."""
+        with self._lock:
+            for queue in self._faults.values():
+                queue.clear()
+
+    def take(self, route: str) -> Optional[Fault]:
+        """The fault for this call of the route, counting it against its ``times``; None when there is none."""
+        with self._lock:
+            queue = self._faults.get(route)
+            if not queue:
+                return None
+            fault = queue[0]
+            if fault.remaining > 0:
+                fault.remaining -= 1
+                if fault.remaining == 0:
+                    queue.pop(0)
+            return dataclasses.replace(fault)
+
+    def pending(self) -> dict[str, int]:
+        """How many faults are queued per route (for the stats answer)."""
+        with self._lock:
+            return {route: len(queue) for route, queue in self._faults.items()}

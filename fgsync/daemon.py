@@ -228,11 +228,12 @@ class Scheduler:
         state.attempt = 0
         state.retry_at = now + self.timing.auth_retry
         state.stamp_check_at = now + self.timing.auth_poll
+        # Only credentials that change after this failure are worth an early retry.
+        state.stamp = self._stamp()
         if state.paused:
             logger.info("%s: credentials still refused", name)
             return None
         state.paused = True
-        state.stamp = self._stamp()
         return error_event(
             name,
             error.code,

@@ -213,7 +213,7 @@ def watch_roots(sources: Iterable[Path]) -> list[Path]:
     for source in sorted({Path(os.path.abspath(s)) for s in sources}, key=lambda p: len(p.parts)):
         if not any(root == source or root in source.parents for root in roots):
             roots.append(source)
-    return roots
+    return sorted(roots)
 
 
 class _QueueHandler(FileSystemEventHandler):

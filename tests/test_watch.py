@@ -1,0 +1,285 @@
+"""fgsync.watch: the debounce (fake clock), the ignore filter, and the watcher over real files."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Callable, Optional
+
+import pytest
+
+from fgsync.config import FunctionConfig
+from fgsync.errors import FgsyncError
+from fgsync.ignore import IgnoreRules
+from fgsync.watch import Change, ChangeFilter, Debouncer, FileEventSource, WatchTarget, watch_changes, watch_roots
+from tests.conftest import make_tree
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_fn(name: str, source: Path, **overrides: object) -> FunctionConfig:
+    values: dict[str, object] = {
+        "name": name,
+        "source": source,
+        "urn": f"urn:fss:cn-north-4:0123456789abcdef0123456789abcdef:function:default:{name}:latest",
+        "package": "default",
+        "code_type": "zip",
+        "code_filename": "index.zip",
+        "artifact": None,
+        "build": None,
+        "exclude": (),
+        "use_gitignore": False,
+        "depend_version_list": None,
+        "kms_key_id": None,
+        "invoke_event": None,
+    }
+    values.update(overrides)
+    return FunctionConfig(**values)  # type: ignore[arg-type]
+
+
+def target(name: str, source: Path, **overrides: object) -> WatchTarget:
+    return WatchTarget.for_function(make_fn(name, source, **overrides))
+
+
+# -- Debouncer -------------------------------------------------------------------------------------------------
+
+
+def test_debounce_trailing_quiet_time_ends_a_burst() -> None:
+    clock = FakeClock()
+    d: Debouncer[str] = Debouncer(300, 3000, clock=clock)
+    assert d.timeout() is None and not d.ready()
+    d.add(["a"])
+    assert d.timeout() == pytest.approx(0.3)
+    clock.now += 0.2
+    d.add(["b"])  # a new event pushes the end of the burst back
+    clock.now += 0.29
+    assert not d.ready()
+    assert d.timeout() == pytest.approx(0.01)
+    clock.now += 0.01
+    assert d.ready()
+    assert d.take() == {"a", "b"}
+    assert d.timeout() is None and len(d) == 0
+
+
+def test_debounce_max_wait_bounds_a_burst_that_never_goes_quiet() -> None:
+    clock = FakeClock()
+    d: Debouncer[int] = Debouncer(300, 1000, clock=clock)
+    fired = []
+    for step in range(40):  # an event every 125 ms (exact in binary) for 5 s
+        clock.now = 100.0 + step * 0.125
+        d.add([step])
+        if d.ready():
+            fired.append((clock.now - 100.0, len(d.take())))
+    assert fired == [(1.0, 9), (2.125, 9), (3.25, 9), (4.375, 9)]
+    clock.now += 0.3
+    assert d.ready() and d.take() == set(range(36, 40))
+
+
+def test_debounce_empty_add_changes_nothing_and_max_wait_never_below_debounce() -> None:
+    clock = FakeClock()
+    d: Debouncer[str] = Debouncer(500, 100, clock=clock)
+    d.add([])
+    assert d.timeout() is None
+    d.add(["x"])
+    assert d.timeout() == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        Debouncer(-1, 10)
+
+
+# -- Filtering -------------------------------------------------------------------------------------------------
+
+
+def test_watch_roots_keeps_only_top_most_distinct_folders(tmp_path: Path) -> None:
+    a, b, c = tmp_path / "fns" / "a", tmp_path / "fns" / "a" / "inner", tmp_path / "other"
+    assert watch_roots([b, a, c, a]) == [a, c]
+
+
+def test_filter_drops_editor_droppings_vcs_and_excluded_paths(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "hello", {"index.py": "x", ".fgsyncignore": "*.log\n"})
+    f = ChangeFilter([target("hello", src, exclude=("tests/",))])
+    keep = ["index.py", "lib/util.py"]
+    drop = ["4913", "index.py~", ".index.py.swp", "a.py___jb_tmp___", "a.py___jb_old___", ".git/index",
+            "__pycache__/a.cpython-311.pyc", "tests/test_a.py", "debug.log", ".fgsync/cache"]  # fmt: skip
+    for rel in keep:
+        assert f.match(str(src / rel)) == [Change("hello", rel)], rel
+    for rel in drop:
+        assert f.match(str(src / rel)) == [], rel
+    assert f.match(str(src / ".git"), is_dir=True) == []
+    assert f.match(str(src)) == []  # the root itself says nothing about content
+    assert f.match(str(tmp_path / "elsewhere.py")) == []
+
+
+def test_filter_routes_shared_and_nested_sources_to_every_function(tmp_path: Path) -> None:
+    shared = make_tree(tmp_path / "shared", {"index.py": "x", "sub/index.py": "y"})
+    f = ChangeFilter([target("a", shared), target("b", shared), target("c", shared / "sub")])
+    assert sorted(f.match(str(shared / "index.py"))) == [Change("a", "index.py"), Change("b", "index.py")]
+    assert sorted(f.match(str(shared / "sub" / "index.py"))) == [
+        Change("a", "sub/index.py"),
+        Change("b", "sub/index.py"),
+        Change("c", "index.py"),
+    ]
+
+
+def test_filter_ignores_a_jar_artifact_but_not_the_sources(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "java", {"src/App.java": "class App {}"})
+    t = target("java", src, code_type="jar", code_filename="app.jar", artifact=src / "target" / "app.jar")
+    f = ChangeFilter([t])
+    assert f.match(str(src / "target" / "app.jar")) == []
+    assert f.match(str(src / "src" / "App.java")) == [Change("java", "src/App.java")]
+
+
+def test_editing_the_ignore_file_counts_and_reloads_the_rules(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "hello", {"index.py": "x"})
+    f = ChangeFilter([target("hello", src)])
+    assert f.match(str(src / "notes.md")) == [Change("hello", "notes.md")]
+    (src / ".fgsyncignore").write_text("*.md\n")
+    assert f.match(str(src / ".fgsyncignore")) == [Change("hello", ".fgsyncignore")]
+    assert f.match(str(src / "notes.md")) == []
+
+
+# -- The generator, scripted ----------------------------------------------------------------------------------
+
+
+class ScriptedSource(FileEventSource):
+    """Replays (time, path) events on a fake clock: get(timeout) advances the clock instead of sleeping."""
+
+    def __init__(self, clock: FakeClock, script: list[tuple[float, str]], stop: threading.Event) -> None:
+        super().__init__([])
+        self.clock, self.script, self.stop = clock, sorted(script), stop
+        self.closed = False
+
+    def start(self) -> None:
+        pass
+
+    def get(self, timeout: float) -> Optional[tuple[str, bool]]:
+        if self.script and self.script[0][0] <= self.clock.now + timeout:
+            at, path = self.script.pop(0)
+            self.clock.now = max(self.clock.now, at)
+            return path, False
+        self.clock.now += timeout
+        if not self.script and self.clock.now > 1000:
+            self.stop.set()
+        return None
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def run_script(
+    tmp_path: Path,
+    script: list[tuple[float, str]],
+    *,
+    debounce_ms: int = 100,
+    max_wait_ms: int = 1000,
+    suppress: Optional[Callable[[Change], bool]] = None,
+) -> tuple[list[tuple[float, set[str]]], ScriptedSource]:
+    src = tmp_path / "hello"
+    src.mkdir(exist_ok=True)
+    clock, stop = FakeClock(), threading.Event()
+    source = ScriptedSource(clock, [(100.0 + t, str(src / p)) for t, p in script], stop)
+    batches = []
+    for batch in watch_changes([target("hello", src)], stop_event=stop, debounce_ms=debounce_ms,
+                               max_wait_ms=max_wait_ms, source=source, clock=clock, suppress=suppress):  # fmt: skip
+        batches.append((round(clock.now - 100.0, 3), {c.path for c in batch}))
+    return batches, source
+
+
+def test_scripted_vim_save_is_one_batch_of_real_paths(tmp_path: Path) -> None:
+    script = [(0.0, "4913"), (0.001, "4913"), (0.002, "index.py"), (0.002, "index.py~"), (0.003, "index.py"),
+              (0.004, "index.py~")]  # fmt: skip
+    batches, source = run_script(tmp_path, script)
+    assert len(batches) == 1 and batches[0][1] == {"index.py"}
+    assert batches[0][0] == pytest.approx(0.104, abs=0.002)
+    assert source.closed
+
+
+def test_scripted_steady_writer_yields_at_max_wait_then_the_tail(tmp_path: Path) -> None:
+    script = [(i * 0.1, "app.py") for i in range(50)]
+    batches, _ = run_script(tmp_path, script, debounce_ms=300, max_wait_ms=1000)
+    times = [t for t, _ in batches]
+    assert len(batches) == 5
+    assert all(b - a <= 1.15 for a, b in zip([0.0, *times], times))
+    assert times[-1] == pytest.approx(4.9 + 0.3, abs=0.06)
+
+
+def test_scripted_suppressed_changes_never_start_a_burst(tmp_path: Path) -> None:
+    script = [(0.0, "dist/out.js"), (0.01, "dist/out.js.map"), (2.0, "index.js")]
+    batches, _ = run_script(tmp_path, script, suppress=lambda c: c.path.startswith("dist/"))
+    assert batches == [(2.1, {"index.js"})]
+
+
+# -- Real files ------------------------------------------------------------------------------------------------
+
+
+def collect(gen: Iterator[set[Change]], stop: threading.Event, want: Callable[[set[str]], bool],
+            timeout: float = 10.0) -> list[set[str]]:  # fmt: skip
+    """Gather batches on a thread until want(all paths seen so far) or the deadline; then stop."""
+    batches: list[set[str]] = []
+    done = threading.Event()
+
+    def pump() -> None:
+        for batch in gen:
+            batches.append({c.path for c in batch})
+            if want(set().union(*batches)):
+                done.set()
+        done.set()
+
+    thread = threading.Thread(target=pump)
+    thread.start()
+    done.wait(timeout)
+    stop.set()
+    thread.join(5)
+    assert not thread.is_alive(), "the generator did not end after stop_event"
+    return batches
+
+
+@pytest.mark.parametrize("poll", [False, True], ids=["native", "poll"])
+def test_real_writes_arrive_as_one_batch_without_ignored_paths(tmp_path: Path, poll: bool) -> None:
+    src = make_tree(tmp_path / "hello", {"index.py": "v1", "lib/a.py": "a"})
+    stop = threading.Event()
+    source = FileEventSource([src], poll=poll, poll_interval=0.05)
+    source.start()
+    gen = watch_changes([target("hello", src)], stop_event=stop, debounce_ms=150, max_wait_ms=2000, source=source)
+    threads_before = threading.active_count()
+
+    # vim-style: probe file, backup by rename, write, drop the backup; then a new file in a new folder
+    (src / "4913").write_text("")
+    (src / "4913").unlink()
+    os.rename(src / "index.py", src / "index.py~")
+    (src / "index.py").write_text("v2")
+    (src / "index.py~").unlink()
+    (src / "lib" / "b").mkdir()
+    (src / "lib" / "b" / "c.py").write_text("c")
+    (src / ".git").mkdir()
+    (src / ".git" / "HEAD").write_text("ref")
+
+    batches = collect(gen, stop, lambda seen: {"index.py", "lib/b/c.py"} <= seen)
+    seen = set().union(*batches)
+    assert {"index.py", "lib/b/c.py"} <= seen
+    assert not {p for p in seen if p.endswith("~") or p == "4913" or p.startswith(".git")}
+    assert len(batches) == 1
+    deadline = time.monotonic() + 5
+    while threading.active_count() >= threads_before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert threading.active_count() < threads_before, "the observer thread was not joined"
+
+
+def test_watching_a_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FgsyncError, match=r"cannot watch .*missing"):
+        FileEventSource([tmp_path / "missing"]).start()
+
+
+def test_ignore_rules_for_function_is_what_watch_target_uses(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "hello", {"index.py": "x"})
+    t = target("hello", src, exclude=("*.md",), use_gitignore=True)
+    assert isinstance(t.rules, IgnoreRules)
+    assert t.rules.is_ignored("README.md") and not t.rules.is_ignored("index.py")

@@ -46,6 +46,10 @@ def _register() -> None:
     for command in (init_command, package_command, push_command, status_command, invoke_command):
         cli.add_command(command)
 
+    from fgsync.cli.emulator_cmd import emulator_command
+
+    cli.add_command(emulator_command)
+
 
 _register()
 

@@ -256,7 +256,7 @@ def create_function(emu: Emulator, raw: bytes) -> Answer:
         timeout=timeout,
         code_type=code_type,
         code_filename=filename or ("index.py" if code_type == "inline" else "index.zip"),
-        code=code if code is not None else default_code(handler),
+        code=code if code is not None else default_code(handler, runtime),
         depend_version_list=_depend_list(body) or [],
         user_data=user_data,
         description=description if isinstance(description, str) else "",
@@ -350,14 +350,29 @@ def invoke(emu: Emulator, record: FunctionRecord, environ: Mapping[str, Any], bo
     return json_answer(200, payload, headers)
 
 
-def default_code(handler: str = "index.handler") -> bytes:
-    """The template code the service gives a new Python function: a zip with a tiny valid handler."""
+def default_code(handler: str = "index.handler", runtime: str = "Python3.9") -> bytes:
+    """The template code the service gives a new function: a zip with a tiny valid handler.
+
+    Python and Node.js runtimes get a handler in their language; others get the Python one (the emulator
+    cannot run them anyway).
+    """
     module, _, attr = handler.rpartition(".")
     module = module or "index"
-    source = _DEFAULT_HANDLER_CODE.replace("def handler(", f"def {attr or 'handler'}(")
+    attr = attr or "handler"
+    if runtime.lower().startswith("node"):
+        filename = module + ".js"
+        source = (
+            f"exports.{attr} = async (event, context) => ({{\n"
+            '  statusCode: 200, isBase64Encoded: false, headers: {"Content-Type": "application/json"},\n'
+            '  body: JSON.stringify({hello: "FunctionGraph", event: event}),\n'
+            "});\n"
+        )
+    else:
+        filename = module.replace(".", "/") + ".py"
+        source = _DEFAULT_HANDLER_CODE.replace("def handler(", f"def {attr}(")
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        info = zipfile.ZipInfo(module.replace(".", "/") + ".py", date_time=(1980, 1, 1, 0, 0, 0))
+        info = zipfile.ZipInfo(filename, date_time=(1980, 1, 1, 0, 0, 0))
         info.external_attr = 0o644 << 16
         archive.writestr(info, source)
     return buffer.getvalue()

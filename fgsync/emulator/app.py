@@ -131,7 +131,7 @@ class Emulator:
             timeout=timeout,
             code_type=code_type,
             code_filename=code_filename or ("index.zip" if code_type == "zip" else f"{name}.{code_type}"),
-            code=code if code is not None else default_code(handler),
+            code=code if code is not None else default_code(handler, runtime),
             depend_version_list=list(depend_version_list or []),
             user_data=dict(user_data or {}),
         )

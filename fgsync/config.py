@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import os
 import re
 import sys
@@ -23,6 +24,8 @@ else:  # pragma: no cover - exercised on Python < 3.11 only
     import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 from fgsync.errors import ConfigError, UsageError
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILENAME = "fgsync.toml"
 CONFIG_ENV = "FGSYNC_CONFIG"
@@ -142,11 +145,13 @@ def find_config(explicit: Optional[str], *, env: Mapping[str, str], cwd: Path) -
                               path=str(path))
         if not path.is_file():
             raise ConfigError(f"config file not found: {value} (from {origin})", path=str(path))
+        log.debug("using %s (from %s)", path, origin)
         return path
     start = Path(os.path.abspath(cwd))
     for folder in (start, *start.parents):
         candidate = folder / CONFIG_FILENAME
         if candidate.is_file():
+            log.debug("using %s (the nearest %s)", candidate, CONFIG_FILENAME)
             return candidate
     raise ConfigError(
         f"no {CONFIG_FILENAME} found in {start} or any parent folder, and neither --config nor ${CONFIG_ENV} "

@@ -170,8 +170,15 @@ def test_fss_0409_means_server_unchanged_and_records_nothing(project: Path, emul
 
 def test_depend_version_list_is_kept_unless_configured(project: Path, emulator: Any, fgsync: Any) -> None:
     emu = emulator.emulator
-    emu.function("hello").depend_version_list = ["dep-a", "dep-b"]
-    fgsync("push", "hello")
+    hello = {"name": "hello", "source": "functions/hello"}
+    write_config(project, endpoint=emulator.url, functions=[{**hello, "depend_version_list": ["dep-a", "dep-b"]}])
+    assert fgsync("push").code == 0
+    assert list(emu.function("hello").depend_version_list) == ["dep-a", "dep-b"]
+
+    # Without the key, fgsync re-sends the function's current list instead of detaching its dependencies.
+    write_config(project, endpoint=emulator.url, functions=[hello])
+    (project / "functions" / "hello" / "index.py").write_text("def handler(e, c):\n    return 3\n")
+    assert fgsync("push", "--json").named("pushed")
     assert list(emu.function("hello").depend_version_list) == ["dep-a", "dep-b"]
 
 

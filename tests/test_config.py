@@ -13,9 +13,9 @@ from fgsync.config import (
     Config,
     find_config,
     load_config,
-    render_init,
     select_functions,
 )
+from fgsync.config_template import render_init
 from fgsync.errors import EXIT_USAGE, ConfigError, UsageError
 from tests.conftest import PROJECT_ID, REGION
 

@@ -82,6 +82,28 @@ def ssl_verify(verify: Union[bool, str, ssl.SSLContext]) -> Union[bool, ssl.SSLC
     return True
 
 
+_SUBJECT_TOKEN_RE = re.compile(r"(b?['\"]x-subject-token['\"],\s*b?['\"])[^'\"]*", re.IGNORECASE)
+
+
+class _RedactSubjectToken(logging.Filter):
+    """Hides the token in httpcore's DEBUG trace of response headers (``X-Subject-Token`` is one of them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if "subject-token" in text.lower():
+            record.msg = _SUBJECT_TOKEN_RE.sub(r"\1<hidden>", text)
+            record.args = ()
+        return True
+
+
+def _redact_http_traces() -> None:
+    """Make sure httpcore's header traces never carry an issued token, at any log level (idempotent)."""
+    for name in ("httpcore.http11", "httpcore.http2"):
+        target = logging.getLogger(name)
+        if not any(isinstance(f, _RedactSubjectToken) for f in target.filters):
+            target.addFilter(_RedactSubjectToken())
+
+
 def _iam_error(response: httpx.Response) -> tuple[str, str]:
     """(code, message) from an IAM error body, which comes in several shapes."""
     code, message = "", ""
@@ -128,6 +150,7 @@ def login_with_password(
         }
     }
     who = f"user {user!r} of account {domain!r}"
+    _redact_http_traces()
     try:
         with httpx.Client(transport=transport, verify=ssl_verify(verify), timeout=timeout) as client:
             response = client.post(url, json=body)

@@ -50,6 +50,11 @@ def _register() -> None:
 
     cli.add_command(emulator_command)
 
+    from fgsync.cli.auth_cmds import auth_command, login_command, logout_command
+
+    for command in (login_command, logout_command, auth_command):
+        cli.add_command(command)
+
 
 _register()
 

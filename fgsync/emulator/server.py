@@ -51,7 +51,10 @@ class EmulatorServer:
         self.port = int(self._httpd.server_address[1])
         shown = f"[{host}]" if ":" in host else host
         self.url = f"http://{shown}:{self.port}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fgsync-emulator", daemon=True)
+        # A short poll interval: close() (shutdown) waits for the serve loop to notice, up to one interval.
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fgsync-emulator", daemon=True
+        )
         self._thread.start()
         self._closed = False
         log.info("emulator listening on %s (project %s)", self.url, emulator.project_id)

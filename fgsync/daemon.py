@@ -218,7 +218,7 @@ class Scheduler:
             return error_event(name, error.code, error.message, retryable=True, retry_in_ms=round(delay * 1000))
         state.attempt = 0
         if isinstance(error, FgsyncError):
-            extra = {"output": error.output} if isinstance(error, BuildError) and error.output else None
+            extra = {"detail": error.output} if isinstance(error, BuildError) and error.output else None
             return error_event(name, error.code, error.message, extra=extra)
         logger.debug("%s: unexpected error in sync", name, exc_info=error)
         return error_event(name, "error", f"unexpected {type(error).__name__}: {error}")

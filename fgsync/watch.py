@@ -54,6 +54,9 @@ STEP_SECONDS = 0.05
 #: Seconds between two scans of the tree with ``poll=True``.
 DEFAULT_POLL_INTERVAL = 0.5
 
+#: With polling, the quiet time is at least the scan interval plus this.
+POLL_DEBOUNCE_MARGIN_MS = 100
+
 # Reads (opened, closed_no_write) and a folder's own "modified" (a child was added or removed, which has its
 # own event) say nothing about the content; everything else can change the package, attrib included
 # (chmod +x flips the zip entry's mode to 0755).
@@ -241,6 +244,7 @@ class FileEventSource:
     ) -> None:
         self.roots = list(roots)
         self.poll = poll
+        self.poll_interval = poll_interval
         self._queue: queue.Queue[RawEvent] = queue.Queue()
         self._observer: Any = PollingObserver(timeout=poll_interval) if poll else Observer()
         self._started = False
@@ -328,9 +332,12 @@ def watch_changes(
         FgsyncError: the folders cannot be watched.
     """
     changes_filter = ChangeFilter(targets)
-    debouncer: Debouncer[Change] = Debouncer(debounce_ms, max_wait_ms, clock=clock)
     if source is None:
         source = FileEventSource(watch_roots(t.source for t in targets), poll=poll, poll_interval=poll_interval)
+    if source.poll:
+        # A scan sees a burst in slices one interval apart; a shorter quiet time would split it.
+        debounce_ms = max(debounce_ms, round(source.poll_interval * 1000) + POLL_DEBOUNCE_MARGIN_MS)
+    debouncer: Debouncer[Change] = Debouncer(debounce_ms, max_wait_ms, clock=clock)
     with source:
         while not stop_event.is_set():
             due = debouncer.timeout()

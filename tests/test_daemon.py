@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import pytest
+from conftest import make_tree
+from test_watch import make_fn
 
 from fgsync.config import FunctionConfig
 from fgsync.daemon import Daemon, Scheduler, Timing, backoff_delay, git_lock_held
@@ -23,8 +25,6 @@ from fgsync.errors import (
     TransientApiError,
 )
 from fgsync.events import Emit, Event
-from tests.conftest import make_tree
-from tests.test_watch import make_fn
 
 # -- Scheduler (pure, fake time) -------------------------------------------------------------------------------
 
@@ -102,7 +102,7 @@ def test_other_errors_are_reported_and_wait_for_the_next_change() -> None:
     s = Scheduler(["a"], timing=T)
     s.due(0.0)
     event = s.finished("a", BuildError("build failed (exit 2)", output="SyntaxError", returncode=2), 0.0)
-    assert event is not None and event.fields["code"] == "build" and event.extra["output"] == "SyntaxError"
+    assert event is not None and event.fields["code"] == "build" and event.extra["detail"] == "SyntaxError"
     assert event.fields["retryable"] is False and event.fields["retry_in_ms"] is None
     assert s.due(100.0) == [] and s.next_wakeup(100.0) is None
     s.changed("a")

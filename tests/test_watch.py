@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import pytest
+from conftest import make_tree
 
 from fgsync.config import FunctionConfig
 from fgsync.errors import FgsyncError
 from fgsync.ignore import IgnoreRules
 from fgsync.watch import Change, ChangeFilter, Debouncer, FileEventSource, WatchTarget, watch_changes, watch_roots
-from tests.conftest import make_tree
 
 
 class FakeClock:

@@ -55,6 +55,10 @@ def _register() -> None:
     for command in (login_command, logout_command, auth_command):
         cli.add_command(command)
 
+    from fgsync.cli.watch_cmd import watch_command
+
+    cli.add_command(watch_command)
+
 
 _register()
 

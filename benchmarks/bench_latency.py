@@ -23,14 +23,14 @@ from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fgsync.api import FunctionGraphClient  # noqa: E402
-from fgsync.config import FunctionConfig, load_config  # noqa: E402
-from fgsync.credentials import resolve_credentials  # noqa: E402
-from fgsync.daemon import Daemon  # noqa: E402
-from fgsync.emulator import Emulator, serve  # noqa: E402
-from fgsync.events import Emit, Event  # noqa: E402
-from fgsync.state import StateStore  # noqa: E402
-from fgsync.sync import sync_function  # noqa: E402
+from fgsync.api import FunctionGraphClient
+from fgsync.config import FunctionConfig, load_config
+from fgsync.credentials import resolve_credentials
+from fgsync.daemon import Daemon
+from fgsync.emulator import Emulator, serve
+from fgsync.events import Emit, Event
+from fgsync.state import StateStore
+from fgsync.sync import sync_function
 
 PROJECT_ID = "0123456789abcdef0123456789abcdef"
 TOKEN = "MIIbench-" + "t" * 64
@@ -92,9 +92,7 @@ def measure(megabytes: float, runs: int, debounce_ms: int, poll: bool) -> dict[s
     with tempfile.TemporaryDirectory() as tmp, serve(emulator, host="127.0.0.1", port=0) as server:
         os.environ["FGSYNC_CACHE_DIR"] = str(Path(tmp) / "cache")
         fn = make_project(Path(tmp), server.url, megabytes)
-        credentials = resolve_credentials(
-            iam_endpoint=server.url, project_id=PROJECT_ID, env={"FGSYNC_TOKEN": TOKEN}
-        )
+        credentials = resolve_credentials(iam_endpoint=server.url, project_id=PROJECT_ID, env={"FGSYNC_TOKEN": TOKEN})
         client = FunctionGraphClient(server.url, PROJECT_ID, auth=credentials.auth())
         store = StateStore()
 

@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional, Union
 
 import httpx
 
-from fgsync.errors import CredentialsError, KeyringError
+from fgsync.errors import CredentialsError, FgsyncError, KeyringError
 from fgsync.iam import IssuedToken, format_remaining, login_with_password, parse_expires, ssl_verify
 from fgsync.keyring_store import KeyringStore, keyring_timeout
 from fgsync.signer import SdkHmacSigner, mask_ak
@@ -205,18 +205,28 @@ class Credentials:
         with self._lock:
             remaining = self.seconds_left()
             if self.source == "keyring" and remaining is not None and remaining < RENEW_BEFORE_S:
-                if self.password_remembered and self._clock() >= self._renew_not_before:
-                    try:
-                        self._renew()
-                    except CredentialsError as error:
-                        self._renew_not_before = self._clock() + _RENEW_BACKOFF_S
-                        if remaining <= 0:
-                            raise
-                        logger.warning("could not renew the IAM token: %s", error.message)
+                if self.password_remembered:
+                    self._renew_early(remaining)
                 else:
                     self._warn_expiry(remaining)
             assert self._token is not None
             return self._token
+
+    def _renew_early(self, remaining: float) -> None:
+        """Renew ahead of expiry; after a failure, wait a while before the next attempt."""
+        if self._clock() < self._renew_not_before:
+            return
+        try:
+            renewed = self._renew()
+        except FgsyncError as error:
+            # Network trouble or a refused password: keep using a token that still works.
+            self._renew_not_before = self._clock() + _RENEW_BACKOFF_S
+            if remaining <= 0:
+                raise
+            logger.warning("could not renew the IAM token: %s", error.message)
+            return
+        if not renewed:  # the password is gone from the keyring (a logout, or a login without it)
+            self._warn_expiry(remaining)
 
     def replacement_after_401(self, used: str) -> Optional[str]:
         """A different token worth one more try after ``used`` got a 401, or None.

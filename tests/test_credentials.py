@@ -517,3 +517,37 @@ def test_parse_expires_and_format_remaining() -> None:
     assert format_remaining(3 * 3600) == "3 h"
     assert format_remaining(5400) == "1 h 30 min"
     assert format_remaining(10) == "less than a minute"
+
+
+def test_a_failed_early_renewal_keeps_the_working_token(caplog: pytest.LogCaptureFixture) -> None:
+    """IAM unreachable 30 min before expiry: send with the current token, warn, and do not retry at once."""
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    iam = FakeIam()
+    iam.transport = httpx.MockTransport(refuse)
+    creds = _keyring_creds(iam, expires=NOW + 1800, remember=True)
+    service = FakeFunctionGraph({LONG_TOKEN})
+    with service.client(creds) as client:
+        assert client.get(FG).status_code == 200
+        assert client.get(FG).status_code == 200
+    assert service.tokens == [LONG_TOKEN, LONG_TOKEN]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("could not renew the IAM token:") and "cannot reach IAM" in warnings[0]
+    _no_secret(caplog.text)
+
+
+def test_an_expired_token_that_cannot_be_renewed_raises_the_renewal_error() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    iam = FakeIam()
+    iam.transport = httpx.MockTransport(refuse)
+    creds = _keyring_creds(iam, expires=NOW - 60, remember=True)
+    service = FakeFunctionGraph({LONG_TOKEN})
+    with service.client(creds) as client, pytest.raises(NetworkError) as caught:
+        client.get(FG)
+    assert caught.value.retryable is True
+    assert service.tokens == []

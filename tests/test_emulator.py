@@ -299,7 +299,7 @@ def test_create_errors(pair: tuple[Emulator, httpx.Client]) -> None:
         (code_body(b""), "FSS.1011"),
         ({"code_type": "zip", "code_filename": "index.zip", "func_code": {"file": "%%%not-base64"}}, "FSS.1011"),
         ({"code_type": "zip", "code_filename": "index.zip", "func_code": {"file": "UEsF\nBgAA"}}, "FSS.1011"),
-        (code_body(b"plain text, not a zip"), "FSS.1011"),
+        (code_body(b"plain text, not a zip"), "FSS.1013"),
         ({"code_filename": "index.zip", "func_code": {"file": "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA=="}}, "FSS.0400"),
         ({"code_type": "zip", "func_code": {"file": "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA=="}}, "FSS.0400"),
         (code_body(zip_bytes({"index.py": HELLO}), depend_version_list="dep"), "FSS.0400"),

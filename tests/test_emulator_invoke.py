@@ -217,3 +217,11 @@ def test_user_modules_win_over_the_emulators_own(emu: Emulator, client: httpx.Cl
     )
     emu.create_function("shadow", code=code)
     assert json.loads(invoke(client, "shadow", {}).json()["result"]) == "user code"
+
+
+def test_a_damaged_package_fails_at_invocation(emu: Emulator, client: httpx.Client) -> None:
+    emu.create_function("broken", code=b"PK" + bytes(100))
+    response = invoke(client, "broken", {})
+    body = response.json()
+    assert body["status"] == 500 and response.headers["X-Is-Func-Err"] == "true"
+    assert "cannot unpack the function's code" in json.loads(body["result"])["errorMessage"]

@@ -6,8 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import os
-import pwd
 import time
 import zipfile
 from collections.abc import Iterator
@@ -30,6 +28,8 @@ VECTOR_BODY = (
     b'{"code_type": "zip", "code_filename": "index.zip", "func_code": {"file": "UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA=="}}'
 )
 VECTOR_SIGNATURE = "674a91fe9c582c4ec421ce85fed4f09da1da2335d078dbc588ec0da93a2f18e9"
+#: The home folder at collection time, before the autouse fixture points HOME at a temp folder.
+REAL_HOME_SDK_DIR = Path.home() / ".huaweicloud"
 
 
 def test_the_documented_test_vector_signs_and_verifies() -> None:
@@ -79,6 +79,7 @@ def sdk_signed(
     query: Optional[list[tuple[str, Any]]] = None,
     sk: str = SK,
     sdk_date: Optional[str] = None,
+    content_type: str = "application/json",
 ) -> tuple[str, dict[str, str]]:
     """Sign a request with the official SDK's Signer; returns (url with query, headers to send)."""
     from huaweicloudsdkcore.auth.credentials import BasicCredentials
@@ -87,7 +88,7 @@ def sdk_signed(
 
     parts = urlsplit(url)
     headers = {
-        "Content-Type": "application/json",
+        "Content-Type": content_type,
         "X-Project-Id": PROJECT_ID,
         "User-Agent": "huaweicloud-usdk-python/3.0",
     }
@@ -144,6 +145,18 @@ def test_requests_signed_by_the_sdk_signer_verify_and_tampering_fails(server: Em
     assert server.emulator.uploads("hello") == 1
 
 
+def test_unsigned_payload_for_non_json_bodies(server: EmulatorServer) -> None:
+    # For other content types the SDK signs "UNSIGNED-PAYLOAD" (X-Sdk-Content-Sha256) instead of the body hash.
+    event = b'{"from": "octet-stream"}'
+    url, headers = sdk_signed(
+        f"{server.url}{BASE}/hello/invocations", "POST", body=event, content_type="application/octet-stream"
+    )
+    assert headers["X-Sdk-Content-Sha256"] == "UNSIGNED-PAYLOAD"
+    with httpx.Client(timeout=30) as client:
+        answer = client.post(url, content=event, headers=headers)
+    assert answer.status_code == 200 and answer.json()["result"] == '{"hello": "world"}'
+
+
 def test_signed_bodies_over_12_mb_are_413_but_token_uploads_are_not(server: EmulatorServer) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
@@ -176,8 +189,8 @@ def test_clock_skew_is_judged_by_the_emulators_clock() -> None:
 def test_the_official_sdk_creates_updates_reads_and_invokes(server: EmulatorServer) -> None:
     # The SDK writes ~/.huaweicloud/application_id when it is imported; the autouse fixture points HOME at a
     # temp folder, so the real home must stay untouched.
-    real_home = Path(pwd.getpwuid(os.getuid()).pw_dir) / ".huaweicloud"
-    existed = real_home.exists()
+    existed = REAL_HOME_SDK_DIR.exists()
+    assert Path.home() != REAL_HOME_SDK_DIR.parent
     from huaweicloudsdkcore.auth.credentials import BasicCredentials
     from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
     from huaweicloudsdkfunctiongraph.v2 import FunctionGraphClient
@@ -246,7 +259,7 @@ def test_the_official_sdk_creates_updates_reads_and_invokes(server: EmulatorServ
     with pytest.raises(ClientRequestException) as refused:
         wrong.show_function_code(m.ShowFunctionCodeRequest(function_urn=created.func_urn))
     assert refused.value.status_code == 401 and refused.value.error_code == "APIGW.0301"
-    assert real_home.exists() == existed
+    assert REAL_HOME_SDK_DIR.exists() == existed
 
 
 def test_signature_is_refused_when_the_emulator_has_no_aksk() -> None:

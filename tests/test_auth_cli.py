@@ -6,7 +6,6 @@ import io
 import json
 import logging
 import os
-import pty
 import select
 import subprocess
 import sys
@@ -291,6 +290,9 @@ def test_no_keyring_backend_is_an_actionable_exit_3(
 
 def test_hidden_password_prompt_on_a_terminal(tmp_path: Path, emulator: Any) -> None:
     """A real pseudo-terminal: the prompt appears, the typed password is not echoed, the login succeeds."""
+    pytest.importorskip("termios", reason="pseudo-terminals are POSIX-only")
+    import pty
+
     config = _write(tmp_path, emulator.url)
     env = {**os.environ, "PYTHON_KEYRING_BACKEND": "tests.conftest.MemoryKeyring", "PYTHONPATH": os.getcwd()}
     # The child becomes a session leader and takes the pty as its controlling terminal, as a login shell would;

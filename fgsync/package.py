@@ -25,6 +25,7 @@ from fgsync.errors import BuildError, PackageError
 from fgsync.ignore import IgnoreRules
 from fgsync.package_zip import (
     CompressedEntry,
+    HashTrail,
     OpenFile,
     SourceFile,
     assemble,
@@ -90,9 +91,9 @@ class BuildStats:
 
 @dataclass(frozen=True)
 class _Cached:
-    stamp: tuple[int, int, int, int]
+    src: SourceFile  # the file as it was stat'ed when its entry was made (or last re-checked)
     entry: CompressedEntry
-    read_at_ns: int
+    trusted: bool  # its mtime was safely older than the read: an equal stat means equal content
 
 
 _Job = tuple[SourceFile, Optional[_Cached]]
@@ -147,6 +148,7 @@ class PackageBuilder:
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cached_bytes = 0
         self._fingerprint: Optional[str] = None
+        self._trail: Optional[HashTrail] = None
         self._lock = threading.Lock()
         self.stats = BuildStats()
 
@@ -160,6 +162,7 @@ class PackageBuilder:
         with self._lock:
             self._cache.clear()
             self._cached_bytes = 0
+            self._trail = None
 
     def build(self) -> Package:
         """Build the package from the tree as it is now.
@@ -180,6 +183,7 @@ class PackageBuilder:
             if fingerprint != self._fingerprint:
                 self._cache.clear()
                 self._cached_bytes = 0
+                self._trail = None
                 self._fingerprint = fingerprint
             if not files:
                 raise PackageError(
@@ -193,9 +197,11 @@ class PackageBuilder:
         slots: list[Union[CompressedEntry, int]] = []
         jobs: list[_Job] = []
         reused = 0
+        get = self._cache.get
         for src in files:
-            cached = self._cache.get(src.rel)
-            if cached is not None and cached.stamp == src.stamp and not _racy(cached):
+            cached = get(src.rel)
+            # One tuple comparison: (relpath, path, size, mtime_ns, inode, mode).
+            if cached is not None and cached.trusted and cached.src == src:
                 slots.append(cached.entry)
                 reused += 1
             else:
@@ -213,14 +219,22 @@ class PackageBuilder:
                     yield outcome[0]
 
         try:
-            data, sha512 = assemble(files, entries(), max_bytes=self.max_bytes, abort_bytes=2 * self.max_bytes)
+            data, sha512, trail = assemble(
+                files,
+                entries(),
+                max_bytes=self.max_bytes,
+                abort_bytes=2 * self.max_bytes,
+                trail=self._trail,
+                keep_trail=self.cache_bytes > 0,
+            )
         finally:
             outcomes.close()  # stops the workers early when assemble gave up
         kinds = [o[1] for o in done if o is not None]
         self.stats = BuildStats(reused, kinds.count("rechecked"), kinds.count("compressed"))
         if self.cache_bytes > 0:
+            self._trail = trail
             self._remember(files, slots, done, read_at)
-        return Package(data, sha512, len(files), tuple(f.rel for f in files), ZIP_FILENAME, "zip")
+        return Package(data, sha512, len(files), tuple([f.rel for f in files]), ZIP_FILENAME, "zip")
 
     def _run_jobs(self, jobs: Sequence[_Job]) -> Generator[_Outcome, None, None]:
         """Outcomes of the jobs, in order; in parallel batches when there is enough work."""
@@ -263,18 +277,19 @@ class PackageBuilder:
         done: Sequence[Optional[_Outcome]],
         read_at: int,
     ) -> None:
-        current = set()
+        touch = self._cache.move_to_end
         for src, slot in zip(files, slots):
-            current.add(src.rel)
             if isinstance(slot, CompressedEntry):
-                self._cache.move_to_end(src.rel)
+                touch(src.rel)
                 continue
             outcome = done[slot]
-            if outcome is None:
-                continue
-            self._store(src.rel, _Cached(src.stamp, outcome[0], read_at))
-        for rel in [rel for rel in self._cache if rel not in current]:
-            self._drop(rel)
+            if outcome is not None:
+                trusted = src.mtime_ns + RACY_MARGIN_NS < read_at
+                self._store(src.rel, _Cached(src, outcome[0], trusted))
+        if len(self._cache) > len(files):  # files deleted, renamed or newly ignored
+            current = {src.rel for src in files}
+            for rel in [rel for rel in self._cache if rel not in current]:
+                self._drop(rel)
         while self._cached_bytes > self.cache_bytes and self._cache:
             self._drop(next(iter(self._cache)))
 
@@ -287,10 +302,6 @@ class PackageBuilder:
         old = self._cache.pop(rel, None)
         if old is not None:
             self._cached_bytes -= len(old.entry.data)
-
-
-def _racy(cached: _Cached) -> bool:
-    return cached.stamp[1] + RACY_MARGIN_NS >= cached.read_at_ns
 
 
 def _jar_package(source: Path, artifact: Optional[Path], max_bytes: int) -> Package:

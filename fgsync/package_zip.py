@@ -9,7 +9,8 @@ is pinned here and the bytes cannot move with ``zipfile`` defaults between Pytho
 * external attributes ``0o100644`` or ``0o100755`` (any executable bit) in the high 16 bits;
 * flag bit 11 (UTF-8) set only when the name is not pure ASCII;
 * raw deflate, level 6, default window and memory; an entry is stored instead when deflate does not make
-  it smaller (a decision that depends only on the content).
+  it smaller, or when :func:`looks_incompressible` says so before trying (decisions that depend only on the
+  content).
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import hashlib
 import os
 import stat
 import struct
+import threading
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Optional
+from typing import Any, BinaryIO, Callable, NamedTuple, Optional
 
 from fgsync.errors import PackageError
 from fgsync.ignore import IgnoreRules
@@ -37,17 +39,25 @@ VERSION_MADE_BY = (3 << 8) | 20  # Unix, spec 2.0: fixed so the bytes do not dep
 FLAG_UTF8 = 0x800
 MAX_ENTRIES = 0xFFFF  # beyond this the archive would need zip64 records
 CHUNK = 1 << 20
+S_ISREG = stat.S_ISREG
+PROBE_MIN = 64 * 1024  # smaller files are simply deflated
+PROBE_WINDOW = 4096
+_PARALLEL_HASH_BYTES = 4 * 1024 * 1024
 
 _LOCAL = struct.Struct("<4s5H3I2H")
-_CENTRAL = struct.Struct("<4s6H3I5H2I")
+_CENTRAL_HEAD = struct.Struct("<4s6H3I5HI")  # the central record up to, not including, the local offset
+_OFFSET = struct.Struct("<I")
 _END = struct.Struct("<4s4H2IH")
 
 OpenFile = Callable[[str], BinaryIO]
 
 
-@dataclass(frozen=True)
-class SourceFile:
-    """One regular file to package: its name in the zip and the stat of what it resolves to."""
+class SourceFile(NamedTuple):
+    """One regular file to package: its name in the zip and the stat of what it resolves to.
+
+    A NamedTuple rather than a frozen dataclass: one is made per file on every build, and a warm rebuild's
+    budget is a few milliseconds for the whole tree.
+    """
 
     rel: str
     path: str
@@ -56,15 +66,10 @@ class SourceFile:
     ino: int
     mode: int
 
-    @property
-    def stamp(self) -> tuple[int, int, int, int]:
-        """What the incremental cache compares: (size, mtime_ns, inode, mode)."""
-        return (self.size, self.mtime_ns, self.ino, self.mode)
-
 
 @dataclass(frozen=True)
 class CompressedEntry:
-    """A file's compressed bytes and what its zip headers need; ``digest`` is BLAKE2b of the content."""
+    """A file's compressed bytes and what its zip headers need; ``digest`` is SHA-256 of the content."""
 
     crc: int
     raw_size: int
@@ -124,6 +129,8 @@ def walk_source(source: Path, rules: IgnoreRules) -> list[SourceFile]:
     # (dev, inode) of the folders on the current path: meeting one again through a link is a loop
     on_path = {(root_st.st_dev, root_st.st_ino)}
 
+    decide = rules.decide
+
     def visit(folder: str, prefix: str) -> None:
         try:
             with os.scandir(folder) as listing:
@@ -132,50 +139,87 @@ def walk_source(source: Path, rules: IgnoreRules) -> list[SourceFile]:
             raise PackageError(f"cannot list folder {prefix or './'}: {exc.strerror or exc}") from None
         for entry in entries:
             rel = prefix + entry.name
-            try:
-                rel.encode("utf-8")
-            except UnicodeEncodeError:
-                raise PackageError(f"file name {rel!r} is not valid UTF-8") from None
-            link = entry.is_symlink()
-            try:
-                st = os.stat(entry.path) if link else entry.stat(follow_symlinks=False)
-            except OSError as exc:
-                if rules.decide(rel, is_dir=False):
-                    continue
-                if link and exc.errno == errno.ELOOP:
-                    raise PackageError(f"symlink {rel} is a loop") from None
-                if link and exc.errno == errno.ENOENT:
-                    target = os.readlink(entry.path)
-                    raise PackageError(f"symlink {rel} is dangling (points to {target}, which is missing)") from None
-                raise PackageError(f"cannot read {rel}: {exc.strerror or exc}") from None
-            is_dir = stat.S_ISDIR(st.st_mode)
-            if rules.decide(rel, is_dir=is_dir):
+            if not rel.isascii():
+                try:
+                    rel.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise PackageError(f"file name {rel!r} is not valid UTF-8") from None
+            if entry.is_symlink():
+                visit_link(entry, rel)
                 continue
-            if link:
-                real = os.path.realpath(entry.path)
-                if not _inside(real, root):
-                    raise PackageError(
-                        f"symlink {rel} points outside the source folder (to {os.readlink(entry.path)})"
-                    )
+            # d_type answers "folder?" without a syscall; ignored entries are never stat'ed.
+            is_dir = entry.is_dir(follow_symlinks=False)
+            if decide(rel, is_dir=is_dir):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError as exc:
+                raise PackageError(f"cannot read {rel}: {exc.strerror or exc}") from None
             if is_dir:
-                key = (st.st_dev, st.st_ino)
-                if key in on_path:
-                    raise PackageError(f"symlink {rel} is a loop (it leads back to a folder above it)")
-                on_path.add(key)
-                visit(entry.path, rel + "/")
-                on_path.discard(key)
-            elif stat.S_ISREG(st.st_mode):
+                visit_folder(entry.path, rel, st)
+            elif S_ISREG(st.st_mode):
                 found.append(SourceFile(rel, entry.path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode))
             else:
                 raise PackageError(f"cannot package {rel}: {_kind(st.st_mode)}")
 
+    def visit_link(entry: os.DirEntry[str], rel: str) -> None:
+        try:
+            st = os.stat(entry.path)
+        except OSError as exc:
+            if decide(rel, is_dir=False):
+                return
+            if exc.errno == errno.ELOOP:
+                raise PackageError(f"symlink {rel} is a loop") from None
+            if exc.errno == errno.ENOENT:
+                target = os.readlink(entry.path)
+                raise PackageError(f"symlink {rel} is dangling (points to {target}, which is missing)") from None
+            raise PackageError(f"cannot read {rel}: {exc.strerror or exc}") from None
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if decide(rel, is_dir=is_dir):
+            return
+        if not _inside(os.path.realpath(entry.path), root):
+            raise PackageError(f"symlink {rel} points outside the source folder (to {os.readlink(entry.path)})")
+        if is_dir:
+            visit_folder(entry.path, rel, st)
+        elif S_ISREG(st.st_mode):
+            found.append(SourceFile(rel, entry.path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode))
+        else:
+            raise PackageError(f"cannot package {rel}: {_kind(st.st_mode)}")
+
+    def visit_folder(path: str, rel: str, st: os.stat_result) -> None:
+        key = (st.st_dev, st.st_ino)
+        if key in on_path:
+            raise PackageError(f"symlink {rel} is a loop (it leads back to a folder above it)")
+        on_path.add(key)
+        visit(path, rel + "/")
+        on_path.discard(key)
+
     visit(root, "")
-    found.sort(key=lambda f: f.rel)
+    found.sort()  # by rel, the first field, which is unique
     return found
 
 
 def _read_error(rel: str, exc: OSError) -> PackageError:
     return PackageError(f"cannot read {rel}: {exc.strerror or exc}")
+
+
+def looks_incompressible(head: bytes) -> bool:
+    """Whether a file whose first chunk is ``head`` is stored without even trying deflate.
+
+    Deflating random bytes (archives, media, encrypted blobs) costs as much CPU as deflating text and gains
+    nothing. So a file of at least ``PROBE_MIN`` bytes whose first chunk has three ``PROBE_WINDOW`` windows
+    (start, middle, end of the chunk) that deflate does not shrink at all is stored. The rule reads only the
+    content, so the bytes stay reproducible.
+    """
+    if len(head) < PROBE_MIN:
+        return False
+    middle = (len(head) - PROBE_WINDOW) // 2
+    for start in (0, middle, len(head) - PROBE_WINDOW):
+        window = head[start : start + PROBE_WINDOW]
+        probe = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -15)
+        if len(probe.compress(window)) + len(probe.flush()) < len(window):
+            return False
+    return True
 
 
 def compress_file(src: SourceFile, *, open_file: OpenFile = open_source_file, keep_limit: int) -> CompressedEntry:
@@ -192,8 +236,8 @@ def compress_file(src: SourceFile, *, open_file: OpenFile = open_source_file, ke
     """
     crc = 0
     size = 0
-    hasher = hashlib.blake2b(digest_size=32)
-    deflater = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -15)
+    hasher = hashlib.sha256()
+    deflater: Optional[zlib._Compress] = None
     out: list[bytes] = []
     raw: Optional[list[bytes]] = []
     try:
@@ -202,20 +246,24 @@ def compress_file(src: SourceFile, *, open_file: OpenFile = open_source_file, ke
                 chunk = handle.read(CHUNK)
                 if not chunk:
                     break
+                if size == 0 and not looks_incompressible(chunk):
+                    deflater = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -15)
                 size += len(chunk)
                 crc = zlib.crc32(chunk, crc)
                 hasher.update(chunk)
-                out.append(deflater.compress(chunk))
+                if deflater is not None:
+                    out.append(deflater.compress(chunk))
                 if raw is not None:
                     raw.append(chunk)
                     if size > keep_limit:
                         raw = None
     except OSError as exc:
         raise _read_error(src.rel, exc) from None
-    out.append(deflater.flush())
-    data = b"".join(out)
-    if len(data) < size:
-        return CompressedEntry(crc, size, DEFLATED, data, hasher.digest())
+    if deflater is not None:
+        out.append(deflater.flush())
+        data = b"".join(out)
+        if len(data) < size:
+            return CompressedEntry(crc, size, DEFLATED, data, hasher.digest())
     if raw is None:
         raise PackageError(
             f"{src.rel} is {size:,} bytes and does not compress: the package would be over the limit of "
@@ -225,8 +273,8 @@ def compress_file(src: SourceFile, *, open_file: OpenFile = open_source_file, ke
 
 
 def digest_file(src: SourceFile, *, open_file: OpenFile = open_source_file) -> bytes:
-    """BLAKE2b of a file's content (the cache's re-check of a file whose stat cannot be trusted)."""
-    hasher = hashlib.blake2b(digest_size=32)
+    """SHA-256 of a file's content (the cache's re-check of a file whose stat cannot be trusted)."""
+    hasher = hashlib.sha256()
     try:
         with open_file(src.path) as handle:
             while True:
@@ -258,13 +306,18 @@ def local_header(name: bytes, entry: CompressedEntry) -> bytes:
     ) + name  # fmt: skip
 
 
+def central_prefix(name: bytes, entry: CompressedEntry, mode: int) -> bytes:
+    """The first 42 bytes of an entry's central directory record: everything before its offset."""
+    version = 20 if entry.method == DEFLATED else 10
+    return _CENTRAL_HEAD.pack(
+        b"PK\x01\x02", VERSION_MADE_BY, version, _flags(name), entry.method, DOS_TIME_MIDNIGHT, DOS_DATE_1980,
+        entry.crc, len(entry.data), entry.raw_size, len(name), 0, 0, 0, 0, external_attr(mode),
+    )  # fmt: skip
+
+
 def central_header(name: bytes, entry: CompressedEntry, mode: int, offset: int) -> bytes:
     """The central directory record for one entry whose local header starts at offset."""
-    version = 20 if entry.method == DEFLATED else 10
-    return _CENTRAL.pack(
-        b"PK\x01\x02", VERSION_MADE_BY, version, _flags(name), entry.method, DOS_TIME_MIDNIGHT, DOS_DATE_1980,
-        entry.crc, len(entry.data), entry.raw_size, len(name), 0, 0, 0, 0, external_attr(mode), offset,
-    ) + name  # fmt: skip
+    return central_prefix(name, entry, mode) + _OFFSET.pack(offset) + name
 
 
 def end_record(count: int, cd_size: int, cd_offset: int) -> bytes:
@@ -272,10 +325,38 @@ def end_record(count: int, cd_size: int, cd_offset: int) -> bytes:
     return _END.pack(b"PK\x05\x06", 0, 0, count, count, cd_size, cd_offset, 0)
 
 
+#: What an archive's entry was built from and into: (name, mode, entry, name bytes, local header, the
+#: central record's first 42 bytes). An entry with the same name, mode and entry object reuses them.
+TrailKey = tuple[str, int, CompressedEntry, bytes, bytes, bytes]
+
+
+@dataclass
+class HashTrail:
+    """The last archive's entries and its SHA-512 state at every entry boundary, to make the next one fast.
+
+    When a rebuild's first k entries are the same objects, under the same names and modes, as last time,
+    its first bytes are identical too, and hashing restarts at entry k instead of byte 0; every unchanged
+    entry reuses its headers.
+
+    Attributes:
+        keys: one :data:`TrailKey` per entry of the last archive.
+        states: ``states[i]`` is the hash of the bytes before entry i (``len(keys) + 1`` states).
+    """
+
+    keys: list[TrailKey]
+    states: list[Any]
+
+
 def assemble(
-    files: Sequence[SourceFile], entries: Iterable[CompressedEntry], *, max_bytes: int, abort_bytes: int
-) -> tuple[bytes, str]:
-    """Lay the entries out as a zip, hashing while streaming; returns (zip bytes, SHA-512 hex).
+    files: Sequence[SourceFile],
+    entries: Iterable[CompressedEntry],
+    *,
+    max_bytes: int,
+    abort_bytes: int,
+    trail: Optional[HashTrail] = None,
+    keep_trail: bool = False,
+) -> tuple[bytes, str, Optional[HashTrail]]:
+    """Lay the entries out as a zip and hash it.
 
     Args:
         files: the sorted files.
@@ -283,34 +364,90 @@ def assemble(
         max_bytes: the package limit, reported in the error.
         abort_bytes: stop early once the archive is known to exceed this (a runaway tree need not be
             compressed to the end just to be refused).
+        trail: the previous archive's hash trail, to skip re-hashing an unchanged prefix.
+        keep_trail: return this archive's trail (costs one hash-state copy per entry).
+
+    Returns:
+        The zip bytes, their SHA-512 (lowercase hex) and, with ``keep_trail``, the new trail.
 
     Raises:
         PackageError: the archive is over ``max_bytes``, or has more entries than a plain zip holds.
     """
     if len(files) > MAX_ENTRIES:
         raise PackageError(f"{len(files):,} files is more than a zip without zip64 holds ({MAX_ENTRIES:,})")
-    hasher = hashlib.sha512()
+    old_keys = trail.keys if trail is not None else []
+    by_name: Optional[dict[str, TrailKey]] = None
+    same = 0  # entries 0..same-1 are byte-identical to the trail's archive, at the same offsets
+    keys: list[TrailKey] = []
     parts: list[bytes] = []
     central: list[bytes] = []
     offset = 0
-    for src, entry in zip(files, entries):
-        name = src.rel.encode("utf-8")
-        head = local_header(name, entry)
-        central.append(central_header(name, entry, src.mode, offset))
-        for piece in (head, entry.data):
-            hasher.update(piece)
-            parts.append(piece)
-        offset += len(head) + len(entry.data)
+    for index, (src, entry) in enumerate(zip(files, entries)):
+        rel = src.rel
+        mode = src.mode
+        key: Optional[TrailKey] = None
+        if same == index and index < len(old_keys):
+            key = old_keys[index]
+            if key[0] == rel and key[1] == mode and key[2] is entry:
+                same += 1
+            else:
+                key = None
+        if key is None and old_keys:
+            if by_name is None:
+                by_name = {k[0]: k for k in old_keys}
+            key = by_name.get(rel)
+            if key is not None and (key[1] != mode or key[2] is not entry):
+                key = None
+        if key is None:
+            name = rel.encode("utf-8")
+            key = (rel, mode, entry, name, local_header(name, entry), central_prefix(name, entry, mode))
+        keys.append(key)
+        central.append(key[5] + _OFFSET.pack(offset) + key[3])
+        parts.append(key[4])
+        parts.append(entry.data)
+        offset += len(key[4]) + len(entry.data)
         if offset > abort_bytes:
             raise PackageError(
                 f"package would be at least {offset:,} bytes, over the limit of {max_bytes:,} bytes"
             )
     directory = b"".join(central)
     tail = end_record(len(central), len(directory), offset)
-    for piece in (directory, tail):
-        hasher.update(piece)
-        parts.append(piece)
     total = offset + len(directory) + len(tail)
     if total > max_bytes:
         raise PackageError(f"package is {total:,} bytes, over the limit of {max_bytes:,} bytes")
-    return b"".join(parts), hasher.hexdigest()
+    parts.append(directory)
+    parts.append(tail)
+
+    def digest() -> tuple[str, Optional[HashTrail]]:
+        hasher: Any = trail.states[same].copy() if trail is not None else hashlib.sha512()
+        states: list[Any] = list(trail.states[:same]) if keep_trail and trail is not None else []
+        for index in range(same, len(keys)):
+            if keep_trail:
+                states.append(hasher.copy())
+            hasher.update(parts[2 * index])
+            hasher.update(parts[2 * index + 1])
+        if keep_trail:
+            states.append(hasher.copy())
+        hasher.update(directory)
+        hasher.update(tail)
+        return hasher.hexdigest(), HashTrail(keys, states) if keep_trail else None
+
+    if total < _PARALLEL_HASH_BYTES:
+        return (b"".join(parts), *digest())
+    # Hashing and joining both walk every byte and both release the GIL: side by side they take half as long.
+    result: list[tuple[str, Optional[HashTrail]]] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(digest())
+        except BaseException as exc:  # handed back to the caller below
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, name="fgsync-sha512", daemon=True)
+    worker.start()
+    data = b"".join(parts)
+    worker.join()
+    if failure:
+        raise failure[0]
+    return (data, *result[0])

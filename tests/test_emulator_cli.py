@@ -157,3 +157,11 @@ def test_loopback_detection() -> None:
         assert _is_loopback(host), host
     for host in ("0.0.0.0", "192.168.1.10", "::", "example.com"):
         assert not _is_loopback(host), host
+
+
+def test_non_loopback_host_warns_and_an_unbindable_address_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    # 192.0.2.1 (TEST-NET-1) is not this machine's: the warning is printed, then binding fails cleanly.
+    assert main(["emulator", "--host", "192.0.2.1", "--port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "Warning: listening on 192.0.2.1, not a loopback address" in err
+    assert "Error: cannot listen on 192.0.2.1:0" in err and "Traceback" not in err

@@ -26,6 +26,7 @@ from fgsync.emulator.store import EmulatorError, FunctionRecord, FunctionStore, 
 from fgsync.emulator.wsgi import (
     MAX_BODY,
     Answer,
+    IamError,
     StartResponse,
     WsgiEnviron,
     error_answer,
@@ -269,7 +270,7 @@ class Emulator:
         try:
             answer = self._dispatch(route, params, environ, request_id)
         except EmulatorError as exc:
-            answer = iam_error_answer(exc) if exc.code == "IAM" else error_answer(exc)
+            answer = iam_error_answer(exc) if isinstance(exc, IamError) else error_answer(exc)
         log.debug("%s %s -> %d", method, path, answer.status)
         return respond(start_response, answer, request_id)
 

@@ -50,9 +50,13 @@ def error_answer(error: EmulatorError) -> Answer:
     return json_answer(error.status, {"error_code": error.code, "error_msg": error.message})
 
 
-def iam_error(status: int, message: str) -> EmulatorError:
-    """IAM answers errors Keystone-style; this carries the shape through EmulatorError's code field."""
-    return EmulatorError(status, "IAM", message)
+class IamError(EmulatorError):
+    """An error of IAM's token call, answered Keystone-style instead of FunctionGraph's body."""
+
+
+def iam_error(status: int, message: str) -> IamError:
+    """An IAM error (see :func:`iam_error_answer`)."""
+    return IamError(status, f"IAM.{status}", message)
 
 
 def iam_error_answer(error: EmulatorError) -> Answer:

@@ -315,6 +315,8 @@ def test_hidden_password_prompt_on_a_terminal(tmp_path: Path, emulator: Any) -> 
     transcript = b""
     try:
         transcript = _read_until(master, b"Password for dev-user", transcript)
+        # click prints the prompt before getpass turns echo off (and flushes pending input): type only then.
+        _wait_for_echo_off(master)
         os.write(master, PASSWORD.encode() + b"\n")
         transcript = _read_until(master, None, transcript)
         assert child.wait(timeout=30) == EXIT_OK, transcript.decode(errors="replace")
@@ -326,6 +328,16 @@ def test_hidden_password_prompt_on_a_terminal(tmp_path: Path, emulator: Any) -> 
     text = transcript.decode(errors="replace")
     assert "logged in as dev-user (my-account)" in text
     _no_secret(text)
+
+
+def _wait_for_echo_off(fd: int, timeout: float = 30.0) -> None:
+    import termios
+
+    deadline = time.monotonic() + timeout
+    while termios.tcgetattr(fd)[3] & termios.ECHO:
+        if time.monotonic() > deadline:
+            raise AssertionError("the terminal's echo was never turned off for the password prompt")
+        time.sleep(0.01)
 
 
 def _read_until(fd: int, marker: bytes | None, seen: bytes, timeout: float = 30.0) -> bytes:

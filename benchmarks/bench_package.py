@@ -25,13 +25,14 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fgsync.ignore import IgnoreRules  # noqa: E402
-from fgsync.package import PackageBuilder, build_package  # noqa: E402
+from fgsync.ignore import IgnoreRules
+from fgsync.package import PackageBuilder, build_package
 
-WORDS = (
-    "def return import class self value result event context handler data items config for in if else "
-    "while try except raise with as lambda yield async await None True False json dumps loads path"
-).split()
+WORDS = [
+    "def", "return", "import", "class", "self", "value", "result", "event", "context", "handler", "data",
+    "items", "config", "for", "in", "if", "else", "while", "try", "except", "raise", "with", "as",
+    "lambda", "yield", "async", "await", "None", "True", "False", "json", "dumps", "loads", "path",
+]
 
 
 def make_text(rng: random.Random, size: int) -> bytes:
@@ -59,7 +60,7 @@ def generate(root: Path, files: int, megabytes: float, seed: int = 1) -> tuple[i
         folder.mkdir(parents=True, exist_ok=True)
         if i % 10 == 9:
             size = rng.randrange(1, 2 * (budget - text_bytes) // binaries)
-            (folder / f"blob{i}.bin").write_bytes(rng.randbytes(size) if hasattr(rng, "randbytes") else os.urandom(size))
+            (folder / f"blob{i}.bin").write_bytes(rng.randbytes(size))
         else:
             size = rng.randrange(1, 2 * text_bytes // texts)
             (folder / f"module{i}.py").write_bytes(make_text(rng, size))

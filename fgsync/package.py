@@ -30,8 +30,8 @@ from fgsync.package_zip import (
     SourceFile,
     assemble,
     compress_file,
-    digest_file,
     open_source_file,
+    refresh_file,
     walk_source,
 )
 
@@ -266,8 +266,12 @@ class PackageBuilder:
 
     def _run_job(self, job: _Job) -> _Outcome:
         src, cached = job
-        if cached is not None and digest_file(src, open_file=self._open_file) == cached.entry.digest:
-            return cached.entry, "rechecked"
+        # A different size means different content; anything else (a touch, a racy entry) is compared.
+        if cached is not None and cached.src.size == src.size:
+            fresh = refresh_file(src, cached.entry, open_file=self._open_file, keep_limit=self.max_bytes)
+            if fresh is None:
+                return cached.entry, "rechecked"
+            return fresh, "compressed"
         return compress_file(src, open_file=self._open_file, keep_limit=self.max_bytes), "compressed"
 
     def _remember(

@@ -22,7 +22,7 @@ import stat
 import struct
 import threading
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, NamedTuple, Optional
@@ -42,6 +42,7 @@ CHUNK = 1 << 20
 S_ISREG = stat.S_ISREG
 PROBE_MIN = 64 * 1024  # smaller files are simply deflated
 PROBE_WINDOW = 4096
+REFRESH_IN_MEMORY = 16 * 1024 * 1024  # a re-checked file up to this size is read once, into memory
 _PARALLEL_HASH_BYTES = 4 * 1024 * 1024
 
 _LOCAL = struct.Struct("<4s5H3I2H")
@@ -222,6 +223,50 @@ def looks_incompressible(head: bytes) -> bool:
     return True
 
 
+def _chunks(src: SourceFile, open_file: OpenFile) -> Iterator[bytes]:
+    try:
+        with open_file(src.path) as handle:
+            while True:
+                chunk = handle.read(CHUNK)
+                if not chunk:
+                    return
+                yield chunk
+    except OSError as exc:
+        raise _read_error(src.rel, exc) from None
+
+
+def _compress(rel: str, chunks: Iterable[bytes], keep_limit: int) -> CompressedEntry:
+    crc = 0
+    size = 0
+    hasher = hashlib.sha256()
+    deflater: Optional[zlib._Compress] = None
+    out: list[bytes] = []
+    raw: Optional[list[bytes]] = []
+    for chunk in chunks:
+        if size == 0 and not looks_incompressible(chunk):
+            deflater = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -15)
+        size += len(chunk)
+        crc = zlib.crc32(chunk, crc)
+        hasher.update(chunk)
+        if deflater is not None:
+            out.append(deflater.compress(chunk))
+        if raw is not None:
+            raw.append(chunk)
+            if size > keep_limit:
+                raw = None
+    if deflater is not None:
+        out.append(deflater.flush())
+        data = b"".join(out)
+        if len(data) < size:
+            return CompressedEntry(crc, size, DEFLATED, data, hasher.digest())
+    if raw is None:
+        raise PackageError(
+            f"{rel} is {size:,} bytes and does not compress: the package would be over the limit of "
+            f"{keep_limit:,} bytes"
+        )
+    return CompressedEntry(crc, size, STORED, b"".join(raw), hasher.digest())
+
+
 def compress_file(src: SourceFile, *, open_file: OpenFile = open_source_file, keep_limit: int) -> CompressedEntry:
     """Read, checksum, hash and deflate one file in a single streaming pass.
 
@@ -234,57 +279,33 @@ def compress_file(src: SourceFile, *, open_file: OpenFile = open_source_file, ke
     Raises:
         PackageError: the file cannot be read, or it alone is larger than ``keep_limit`` and incompressible.
     """
-    crc = 0
-    size = 0
-    hasher = hashlib.sha256()
-    deflater: Optional[zlib._Compress] = None
-    out: list[bytes] = []
-    raw: Optional[list[bytes]] = []
-    try:
-        with open_file(src.path) as handle:
-            while True:
-                chunk = handle.read(CHUNK)
-                if not chunk:
-                    break
-                if size == 0 and not looks_incompressible(chunk):
-                    deflater = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -15)
-                size += len(chunk)
-                crc = zlib.crc32(chunk, crc)
-                hasher.update(chunk)
-                if deflater is not None:
-                    out.append(deflater.compress(chunk))
-                if raw is not None:
-                    raw.append(chunk)
-                    if size > keep_limit:
-                        raw = None
-    except OSError as exc:
-        raise _read_error(src.rel, exc) from None
-    if deflater is not None:
-        out.append(deflater.flush())
-        data = b"".join(out)
-        if len(data) < size:
-            return CompressedEntry(crc, size, DEFLATED, data, hasher.digest())
-    if raw is None:
-        raise PackageError(
-            f"{src.rel} is {size:,} bytes and does not compress: the package would be over the limit of "
-            f"{keep_limit:,} bytes"
-        )
-    return CompressedEntry(crc, size, STORED, b"".join(raw), hasher.digest())
+    return _compress(src.rel, _chunks(src, open_file), keep_limit)
 
 
-def digest_file(src: SourceFile, *, open_file: OpenFile = open_source_file) -> bytes:
-    """SHA-256 of a file's content (the cache's re-check of a file whose stat cannot be trusted)."""
+def refresh_file(
+    src: SourceFile, cached: CompressedEntry, *, open_file: OpenFile = open_source_file, keep_limit: int
+) -> Optional[CompressedEntry]:
+    """Re-read a file whose stat cannot vouch for it; None when its content still hashes as ``cached``.
+
+    Otherwise its new entry, made from the bytes already read (the file is read once either way).
+
+    Raises:
+        PackageError: as :func:`compress_file`.
+    """
+    if src.size > REFRESH_IN_MEMORY:  # too big to hold: compare first, then read again to compress
+        hasher = hashlib.sha256()
+        for chunk in _chunks(src, open_file):
+            hasher.update(chunk)
+        if hasher.digest() == cached.digest:
+            return None
+        return compress_file(src, open_file=open_file, keep_limit=keep_limit)
+    chunks = list(_chunks(src, open_file))
     hasher = hashlib.sha256()
-    try:
-        with open_file(src.path) as handle:
-            while True:
-                chunk = handle.read(CHUNK)
-                if not chunk:
-                    break
-                hasher.update(chunk)
-    except OSError as exc:
-        raise _read_error(src.rel, exc) from None
-    return hasher.digest()
+    for chunk in chunks:
+        hasher.update(chunk)
+    if hasher.digest() == cached.digest:
+        return None
+    return _compress(src.rel, chunks, keep_limit)
 
 
 def external_attr(mode: int) -> int:

@@ -9,6 +9,8 @@ import random
 import shutil
 import subprocess
 import sys
+import threading
+import time
 import zipfile
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -386,3 +388,195 @@ def test_run_build_timeout_kills_the_tree(tree: Tree) -> None:
         run_build(f"echo started; {sys.executable} -c 'import time; time.sleep(60)'", src, timeout=0.5)
     assert caught.value.returncode is None
     assert "started" in caught.value.output
+
+
+# --- incremental builds (PackageBuilder) -------------------------------------------------------------------
+
+def age(root: Path, seconds: int = 3600) -> None:
+    """Set every file's mtime in the past, like a project that existed before the daemon started."""
+    past = time.time_ns() - seconds * 10**9
+    for folder, _, files in os.walk(root):
+        for name in files:
+            os.utime(Path(folder, name), ns=(past, past), follow_symlinks=False)
+
+
+class CountingOpen:
+    """open_file seam that counts what the builder reads."""
+
+    def __init__(self) -> None:
+        self.opened: list[str] = []
+
+    def __call__(self, path: str) -> BinaryIO:
+        self.opened.append(Path(path).name)
+        return open_source_file(path)
+
+
+def cold(src: Path, **rule_options: object) -> Package:
+    return package(src, **rule_options)
+
+
+def text(seed: int, size: int = 3000) -> str:
+    rng = random.Random(seed)
+    return "".join(f"value_{rng.randrange(1000)} = {rng.random()!r}\n" for _ in range(size // 30))
+
+
+@pytest.fixture
+def project(tree: Tree) -> Path:
+    files: dict[str, str | bytes] = {f"pkg{i % 3}/mod{i:02d}.py": text(i) for i in range(24)}
+    files["index.py"] = HELLO_PY
+    files["zz_last.txt"] = "the last entry\n"
+    src = tree(files)
+    age(src)
+    return src
+
+
+def test_incremental_equals_cold_across_edits(project: Path) -> None:
+    src = project
+    builder = PackageBuilder(src, rules=IgnoreRules.for_function(src))
+    assert builder.build().data == cold(src).data
+
+    def step(change: Callable[[], None]) -> None:
+        change()
+        warm = builder.build()
+        reference = cold(src)
+        assert warm.data == reference.data
+        assert warm.sha512 == reference.sha512 and warm.paths == reference.paths
+
+    step(lambda: (src / "pkg1" / "mod04.py").write_text(text(99)))  # content and size change
+    step(lambda: (src / "pkg0" / "mod00.py").unlink())  # delete the first-sorted file
+    step(lambda: (src / "zz_last.txt").unlink())  # delete the last one: the archive is a prefix of before
+    step(lambda: (src / "pkg2" / "mod05.py").rename(src / "pkg2" / "renamed.py"))
+    step(lambda: (src / "pkg1" / "mod07.py").chmod(0o755))  # mode only: same data, new attributes
+    step(lambda: (src / "aaa_first.py").write_text("x = 1\n"))  # a new first entry shifts every offset
+    step(lambda: (src / "pkg0" / "junk.pyc").write_bytes(b"ignored"))
+    step(lambda: (src / "pkg2" / "mod08.py").write_text(""))  # emptied
+    step(lambda: None)  # nothing changed
+
+
+def test_same_size_same_mtime_edit_is_caught(project: Path) -> None:
+    """A rewrite within the timestamp granularity keeps size and mtime; the racy check still sees it."""
+    src = project
+    target = src / "pkg1" / "mod01.py"
+    target.write_text("a = 1\n")  # fresh mtime: racy when cached
+    stat_before = target.stat()
+    builder = PackageBuilder(src, rules=IgnoreRules.for_function(src))
+    builder.build()
+    target.write_text("b = 2\n")  # same size, same inode
+    os.utime(target, ns=(stat_before.st_atime_ns, stat_before.st_mtime_ns))
+    assert target.stat().st_mtime_ns == stat_before.st_mtime_ns
+    warm = builder.build()
+    assert contents(warm)["pkg1/mod01.py"] == b"b = 2\n"
+    assert warm.data == cold(src).data
+    assert builder.stats.compressed == 1
+
+
+def test_one_file_change_reads_and_deflates_one_file(project: Path) -> None:
+    src = project
+    opener = CountingOpen()
+    builder = PackageBuilder(src, rules=IgnoreRules.for_function(src), open_file=opener)
+    first = builder.build()
+    assert len(opener.opened) == first.files
+    opener.opened.clear()
+    builder.build()
+    assert opener.opened == []  # every file trusted: nothing re-read
+    assert builder.stats.reused == first.files
+    (src / "pkg2" / "mod02.py").write_text(text(1234))
+    warm = builder.build()
+    assert opener.opened == ["mod02.py"]
+    assert (builder.stats.reused, builder.stats.rechecked, builder.stats.compressed) == (first.files - 1, 0, 1)
+    assert warm.data == cold(src).data
+    opener.opened.clear()
+    builder.build()  # the edited file is fresh, hence racy: re-read and compared, not re-deflated
+    assert opener.opened == ["mod02.py"]
+    assert (builder.stats.rechecked, builder.stats.compressed) == (1, 0)
+
+
+def test_touch_without_change_is_rechecked_not_recompressed(project: Path) -> None:
+    src = project
+    builder = PackageBuilder(src, rules=IgnoreRules.for_function(src))
+    builder.build()
+    os.utime(src / "index.py")  # new mtime, same content
+    builder.build()
+    assert (builder.stats.rechecked, builder.stats.compressed) == (1, 0)
+
+
+def test_rule_change_drops_the_cache(project: Path) -> None:
+    src = project
+    builder = PackageBuilder(src, rules=IgnoreRules.for_function(src))
+    builder.build()
+    (src / ".fgsyncignore").write_text("pkg1/\n")
+    warm = builder.build()
+    assert not any(path.startswith("pkg1/") for path in warm.paths)
+    assert warm.data == cold(src).data
+    assert builder.stats.reused == 0  # cache dropped: every entry rebuilt
+    builder.build()
+    assert (builder.stats.rechecked, builder.stats.compressed) == (1, 0)  # only the racy .fgsyncignore
+    (src / ".fgsyncignore").unlink()
+    assert builder.build().data == cold(src).data
+
+
+def test_cache_is_bounded_and_still_exact(project: Path) -> None:
+    src = project
+    builder = PackageBuilder(src, rules=IgnoreRules.for_function(src), cache_bytes=2000)
+    for seed in range(3):
+        (src / "pkg0" / "mod03.py").write_text(text(500 + seed))
+        assert builder.build().data == cold(src).data
+        assert builder._cached_bytes <= 2000
+        assert sum(len(c.entry.data) for c in builder._cache.values()) == builder._cached_bytes
+    builder.invalidate()
+    assert builder.build().data == cold(src).data
+    assert builder.stats.reused == 0
+
+
+def test_failed_build_leaves_the_builder_usable(project: Path) -> None:
+    src = project
+    denied: set[str] = set()
+
+    def flaky(path: str) -> BinaryIO:
+        if Path(path).name in denied:
+            raise PermissionError(13, "Permission denied")
+        return open_source_file(path)
+
+    builder = PackageBuilder(src, rules=IgnoreRules.for_function(src), open_file=flaky)
+    builder.build()
+    (src / "pkg1" / "mod10.py").write_text(text(7))
+    denied.add("mod10.py")
+    with pytest.raises(PackageError, match=r"cannot read pkg1/mod10\.py"):
+        builder.build()
+    denied.clear()
+    assert builder.build().data == cold(src).data
+
+
+def test_parallel_compression_gives_the_same_bytes(tree: Tree) -> None:
+    files = {f"data/file{i:03d}.txt": text(i, 40_000) for i in range(80)}  # about 3 MB: the pool is used
+    files["blob.bin"] = random.Random(5).randbytes(300_000)
+    src = tree(files)
+    rules = IgnoreRules.for_function(src)
+    serial = PackageBuilder(src, rules=rules, workers=1, cache_bytes=0).build()
+    parallel = PackageBuilder(src, rules=rules, workers=2, cache_bytes=0).build()
+    assert serial.data == parallel.data
+    assert not [t for t in threading.enumerate() if t.name.startswith(("fgsync-deflate", "fgsync-sha512"))]
+
+
+def test_incompressible_files_are_stored_compressible_ones_deflated(tree: Tree) -> None:
+    rng = random.Random(11)
+    noise = rng.randbytes(70_000)
+    src = tree(
+        {
+            "noise.bin": noise,
+            "text.txt": text(1, 70_000),
+            "mixed.bin": noise[:8192] + text(2, 70_000).encode(),  # noisy head, compressible body
+        }
+    )
+    with zipfile.ZipFile(io.BytesIO(package(src).data)) as archive:
+        assert archive.getinfo("noise.bin").compress_type == zipfile.ZIP_STORED
+        assert archive.getinfo("text.txt").compress_type == zipfile.ZIP_DEFLATED
+        assert archive.getinfo("mixed.bin").compress_type == zipfile.ZIP_DEFLATED
+        assert archive.read("noise.bin") == noise
+
+
+def test_runaway_tree_is_refused_early(tree: Tree) -> None:
+    rng = random.Random(3)
+    src = tree({f"f{i}.bin": rng.randbytes(600) for i in range(20)})
+    with pytest.raises(PackageError, match=r"package would be at least [\d,]+ bytes, over the limit of 1,000"):
+        build_package(src, rules=IgnoreRules.for_function(src), max_bytes=1000)

@@ -55,7 +55,7 @@ def _dig(data: Mapping[str, Any], *keys: str) -> Any:
     return value
 
 
-def iam_token(emu: Emulator, environ: Mapping[str, Any], body: bytes) -> Answer:
+def iam_token(emu: Emulator, body: bytes) -> Answer:
     """``POST /v3/auth/tokens`` with the password method and a project scope: 201, token in X-Subject-Token."""
     try:
         request = json.loads(body.decode("utf-8")) if body else None

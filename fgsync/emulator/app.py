@@ -299,7 +299,7 @@ class Emulator:
         if body_error is not None:
             raise body_error
         if route == "iam_token":
-            return api_functions.iam_token(self, environ, body)
+            return api_functions.iam_token(self, body)
         check_request(environ, body, tokens=self.tokens, ak=self._ak, sk=self._sk, now=self.clock())
         if params.get("project") != self.project_id:
             raise EmulatorError(

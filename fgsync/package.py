@@ -2,7 +2,8 @@
 
 ``build_package`` makes a package from scratch; ``PackageBuilder`` is the daemon's long-lived version that
 keeps each file's compressed entry between builds and re-deflates only what changed, while producing the very
-same bytes as a cold build. The zip layout itself lives in :mod:`fgsync.package_zip`.
+same bytes as a cold build. The walk is in :mod:`fgsync.package_walk`, the zip layout in
+:mod:`fgsync.package_zip`, the build command in :mod:`fgsync.package_build`.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import signal
-import subprocess
 import threading
 import time
 from collections import OrderedDict
@@ -21,19 +20,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Union
 
-from fgsync.errors import BuildError, PackageError
+from fgsync.errors import PackageError
 from fgsync.ignore import IgnoreRules
-from fgsync.package_zip import (
-    CompressedEntry,
-    HashTrail,
-    OpenFile,
-    SourceFile,
-    assemble,
-    compress_file,
-    open_source_file,
-    refresh_file,
-    walk_source,
-)
+from fgsync.package_build import run_build
+from fgsync.package_walk import OpenFile, SourceFile, open_source_file, walk_source
+from fgsync.package_zip import CompressedEntry, HashTrail, assemble, compress_file, refresh_file
+
+__all__ = [
+    "CACHE_BYTES",
+    "MAX_PACKAGE_BYTES",
+    "BuildStats",
+    "Package",
+    "PackageBuilder",
+    "build_package",
+    "run_build",
+]
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,6 @@ RACY_MARGIN_NS = 2_000_000_000
 _BATCH_BYTES = 512 * 1024
 # Below this much work a thread pool costs more than it saves.
 _PARALLEL_MIN_BYTES = 2 * 1024 * 1024
-_OUTPUT_TAIL_LINES = 30
-_OUTPUT_TAIL_CHARS = 4000
 
 
 @dataclass(frozen=True)
@@ -353,74 +352,3 @@ def build_package(
         fn_source, rules=rules, code_type=code_type, artifact=artifact, cache_bytes=0, max_bytes=max_bytes
     )
     return builder.build()
-
-
-def _tail(text: str) -> str:
-    lines = text.rstrip().splitlines()[-_OUTPUT_TAIL_LINES:]
-    return "\n".join(lines)[-_OUTPUT_TAIL_CHARS:]
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    """Kill the build and everything it started (the shell's children share its session)."""
-    try:
-        if os.name == "posix":
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:
-            proc.kill()
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def run_build(command: str, cwd: Path, *, timeout: Optional[float] = None) -> str:
-    """Run a function's ``build`` command through the shell in its source folder.
-
-    Args:
-        command: the shell command line.
-        cwd: the folder it runs in (the function's source).
-        timeout: seconds before the command and its children are killed.
-
-    Returns:
-        Its combined stdout and stderr.
-
-    Raises:
-        BuildError: it exited non-zero, was killed, timed out or could not start; carries the output.
-    """
-    log.debug("running build command in %s", cwd)
-    try:
-        proc = subprocess.Popen(
-            command,
-            shell=True,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=os.name == "posix",
-        )
-    except OSError as exc:
-        raise BuildError(f"cannot run the build command in {cwd}: {exc.strerror or exc}") from None
-    try:
-        raw, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill(proc)
-        try:
-            raw, _ = proc.communicate(timeout=5)
-        except subprocess.TimeoutExpired:  # a grandchild left its own session and holds the pipe
-            raw = b""
-        output = raw.decode("utf-8", errors="replace")
-        message = f"build command timed out after {timeout:g} s"
-        if output.strip():
-            message += ":\n" + _tail(output)
-        raise BuildError(message, output=output, returncode=None) from None
-    except BaseException:
-        _kill(proc)
-        proc.wait()
-        raise
-    output = raw.decode("utf-8", errors="replace")
-    code = proc.returncode
-    if code != 0:
-        how = f"was killed by signal {-code}" if code < 0 else f"failed with exit code {code}"
-        message = f"build command {how}"
-        if output.strip():
-            message += ":\n" + _tail(output)
-        raise BuildError(message, output=output, returncode=code)
-    return output

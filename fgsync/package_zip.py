@@ -1,4 +1,4 @@
-"""The low-level parts of packaging: the source walk, per-file compression and the zip records.
+"""The zip itself: per-file compression, the header records and the hashed layout of the archive.
 
 The zip is written by hand (``struct`` + ``zlib``) rather than through ``zipfile`` so that every header field
 is pinned here and the bytes cannot move with ``zipfile`` defaults between Python versions:
@@ -15,20 +15,17 @@ is pinned here and the bytes cannot move with ``zipfile`` defaults between Pytho
 
 from __future__ import annotations
 
-import errno
 import hashlib
-import os
 import stat
 import struct
 import threading
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, BinaryIO, Callable, NamedTuple, Optional
+from typing import Any, Optional
 
 from fgsync.errors import PackageError
-from fgsync.ignore import IgnoreRules
+from fgsync.package_walk import OpenFile, SourceFile, open_source_file
 
 DEFLATE_LEVEL = 6
 STORED = 0
@@ -39,7 +36,6 @@ VERSION_MADE_BY = (3 << 8) | 20  # Unix, spec 2.0: fixed so the bytes do not dep
 FLAG_UTF8 = 0x800
 MAX_ENTRIES = 0xFFFF  # beyond this the archive would need zip64 records
 CHUNK = 1 << 20
-S_ISREG = stat.S_ISREG
 PROBE_MIN = 64 * 1024  # smaller files are simply deflated
 PROBE_WINDOW = 4096
 REFRESH_IN_MEMORY = 16 * 1024 * 1024  # a re-checked file up to this size is read once, into memory
@@ -50,24 +46,6 @@ _CENTRAL_HEAD = struct.Struct("<4s6H3I5HI")  # the central record up to, not inc
 _OFFSET = struct.Struct("<I")
 _END = struct.Struct("<4s4H2IH")
 
-OpenFile = Callable[[str], BinaryIO]
-
-
-class SourceFile(NamedTuple):
-    """One regular file to package: its name in the zip and the stat of what it resolves to.
-
-    A NamedTuple rather than a frozen dataclass: one is made per file on every build, and a warm rebuild's
-    budget is a few milliseconds for the whole tree.
-    """
-
-    rel: str
-    path: str
-    size: int
-    mtime_ns: int
-    ino: int
-    mode: int
-
-
 @dataclass(frozen=True)
 class CompressedEntry:
     """A file's compressed bytes and what its zip headers need; ``digest`` is SHA-256 of the content."""
@@ -77,127 +55,6 @@ class CompressedEntry:
     method: int
     data: bytes = field(repr=False)
     digest: bytes = field(repr=False)
-
-
-def open_source_file(path: str) -> BinaryIO:
-    """Open a file for reading without ever blocking on a FIFO, and refuse anything but a regular file."""
-    # O_NONBLOCK: a FIFO swapped in after the walk would otherwise block open() forever.
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def _inside(real: str, root: str) -> bool:
-    try:
-        return os.path.commonpath([real, root]) == root
-    except ValueError:  # different drives on Windows
-        return False
-
-
-def _kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    return "not a regular file"
-
-
-def walk_source(source: Path, rules: IgnoreRules) -> list[SourceFile]:
-    """Every file to package under source, sorted by POSIX relpath.
-
-    Ignored folders are pruned, not descended. Symlinks to files inside source stand for their target's
-    content; symlinks to folders inside source are followed.
-
-    Raises:
-        PackageError: source missing; a symlink outside source, dangling or looping; a folder that cannot be
-            listed; a FIFO, socket or device; a name that is not UTF-8.
-    """
-    root = os.path.realpath(source)
-    try:
-        root_st = os.stat(root)
-    except OSError as exc:
-        raise PackageError(f"source folder {source} cannot be read: {exc.strerror or exc}") from None
-    if not stat.S_ISDIR(root_st.st_mode):
-        raise PackageError(f"source {source} is not a folder")
-    found: list[SourceFile] = []
-    # (dev, inode) of the folders on the current path: meeting one again through a link is a loop
-    on_path = {(root_st.st_dev, root_st.st_ino)}
-
-    decide = rules.decide
-
-    def visit(folder: str, prefix: str) -> None:
-        try:
-            with os.scandir(folder) as listing:
-                entries = list(listing)
-        except OSError as exc:
-            raise PackageError(f"cannot list folder {prefix or './'}: {exc.strerror or exc}") from None
-        for entry in entries:
-            rel = prefix + entry.name
-            if not rel.isascii():
-                try:
-                    rel.encode("utf-8")
-                except UnicodeEncodeError:
-                    raise PackageError(f"file name {rel!r} is not valid UTF-8") from None
-            if entry.is_symlink():
-                visit_link(entry, rel)
-                continue
-            # d_type answers "folder?" without a syscall; ignored entries are never stat'ed.
-            is_dir = entry.is_dir(follow_symlinks=False)
-            if decide(rel, is_dir=is_dir):
-                continue
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError as exc:
-                raise PackageError(f"cannot read {rel}: {exc.strerror or exc}") from None
-            if is_dir:
-                visit_folder(entry.path, rel, st)
-            elif S_ISREG(st.st_mode):
-                found.append(SourceFile(rel, entry.path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode))
-            else:
-                raise PackageError(f"cannot package {rel}: {_kind(st.st_mode)}")
-
-    def visit_link(entry: os.DirEntry[str], rel: str) -> None:
-        try:
-            st = os.stat(entry.path)
-        except OSError as exc:
-            if decide(rel, is_dir=False):
-                return
-            if exc.errno == errno.ELOOP:
-                raise PackageError(f"symlink {rel} is a loop") from None
-            if exc.errno == errno.ENOENT:
-                target = os.readlink(entry.path)
-                raise PackageError(f"symlink {rel} is dangling (points to {target}, which is missing)") from None
-            raise PackageError(f"cannot read {rel}: {exc.strerror or exc}") from None
-        is_dir = stat.S_ISDIR(st.st_mode)
-        if decide(rel, is_dir=is_dir):
-            return
-        if not _inside(os.path.realpath(entry.path), root):
-            raise PackageError(f"symlink {rel} points outside the source folder (to {os.readlink(entry.path)})")
-        if is_dir:
-            visit_folder(entry.path, rel, st)
-        elif S_ISREG(st.st_mode):
-            found.append(SourceFile(rel, entry.path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode))
-        else:
-            raise PackageError(f"cannot package {rel}: {_kind(st.st_mode)}")
-
-    def visit_folder(path: str, rel: str, st: os.stat_result) -> None:
-        key = (st.st_dev, st.st_ino)
-        if key in on_path:
-            raise PackageError(f"symlink {rel} is a loop (it leads back to a folder above it)")
-        on_path.add(key)
-        visit(path, rel + "/")
-        on_path.discard(key)
-
-    visit(root, "")
-    found.sort()  # by rel, the first field, which is unique
-    return found
 
 
 def _read_error(rel: str, exc: OSError) -> PackageError:

@@ -20,7 +20,7 @@ import pytest
 from fgsync.errors import BuildError, PackageError
 from fgsync.ignore import IgnoreRules
 from fgsync.package import MAX_PACKAGE_BYTES, Package, PackageBuilder, build_package, run_build
-from fgsync.package_zip import open_source_file
+from fgsync.package_walk import open_source_file
 from tests.conftest import HELLO_PY, make_tree
 
 Tree = Callable[..., Path]
@@ -435,7 +435,7 @@ def test_incremental_equals_cold_across_edits(project: Path) -> None:
     builder = PackageBuilder(src, rules=IgnoreRules.for_function(src))
     assert builder.build().data == cold(src).data
 
-    def step(change: Callable[[], None]) -> None:
+    def step(change: Callable[[], object]) -> None:
         change()
         warm = builder.build()
         reference = cold(src)
@@ -548,7 +548,7 @@ def test_failed_build_leaves_the_builder_usable(project: Path) -> None:
 
 
 def test_parallel_compression_gives_the_same_bytes(tree: Tree) -> None:
-    files = {f"data/file{i:03d}.txt": text(i, 40_000) for i in range(80)}  # about 3 MB: the pool is used
+    files: dict[str, str | bytes] = {f"data/file{i:03d}.txt": text(i, 40_000) for i in range(80)}  # ~3 MB
     files["blob.bin"] = random.Random(5).randbytes(300_000)
     src = tree(files)
     rules = IgnoreRules.for_function(src)

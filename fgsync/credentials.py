@@ -14,7 +14,6 @@ Secrets (token, password, SK) never reach ``repr``, log lines, exception text or
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import ssl
@@ -27,7 +26,14 @@ import httpx
 
 from fgsync.errors import CredentialsError, FgsyncError, KeyringError
 from fgsync.iam import IssuedToken, format_remaining, login_with_password, parse_expires, ssl_verify
-from fgsync.keyring_store import KeyringStore, keyring_timeout
+from fgsync.keyring_store import (
+    KeyringStore,
+    forget_credentials,
+    keyring_timeout,
+    load_record,
+    save_aksk,
+    save_token,
+)
 from fgsync.signer import SdkHmacSigner, mask_ak
 
 __all__ = [
@@ -54,51 +60,6 @@ Verify = Union[bool, str, ssl.SSLContext]
 
 def _store_for(iam_endpoint: str, project_id: str, env: Mapping[str, str]) -> KeyringStore:
     return KeyringStore(iam_endpoint, project_id, timeout=keyring_timeout(env))
-
-
-def save_token(
-    store: KeyringStore,
-    issued: IssuedToken,
-    *,
-    user: Optional[str],
-    domain: Optional[str],
-    password: Optional[str] = None,
-) -> None:
-    """Store a token (with its expiry, user and domain) and, when given, the password that renews it.
-
-    Without ``password`` a previously remembered password is removed: a login without
-    ``--remember-password`` means the user no longer wants it kept.
-    """
-    record = {"token": issued.token, "expires_at": issued.expires_at, "user": user, "domain": domain}
-    store.put("token", json.dumps(record, sort_keys=True))
-    if password:
-        store.put("password", password)
-    else:
-        store.delete("password")
-
-
-def save_aksk(store: KeyringStore, ak: str, sk: str) -> None:
-    """Store an access key and its secret key (one keyring value, so they can never be half updated)."""
-    store.put("aksk", json.dumps({"ak": ak, "sk": sk}, sort_keys=True))
-
-
-def forget_credentials(store: KeyringStore) -> int:
-    """Remove everything fgsync stored for the store's endpoint and project; returns the entries removed."""
-    return store.clear()
-
-
-def _load_json(store: KeyringStore, item: str, required: tuple[str, ...]) -> Optional[dict[str, Any]]:
-    raw = store.get(item)
-    if raw is None:
-        return None
-    try:
-        record = json.loads(raw)
-    except ValueError:
-        record = None
-    if not isinstance(record, dict) or not all(isinstance(record.get(k), str) and record[k] for k in required):
-        logger.warning("ignoring the keyring entry for %s: it is not in fgsync's format", item)
-        return None
-    return record
 
 
 class Credentials:
@@ -242,7 +203,7 @@ class Credentials:
                 return self._token
             if self.source != "keyring" or self._store is None:
                 return None
-            record = _load_json(self._store, "token", ("token",))
+            record = load_record(self._store, "token", ("token",))
             if record is not None and record["token"] != used:
                 logger.info("using the token a newer `fgsync login` stored")
                 self._adopt(record)
@@ -380,12 +341,12 @@ def resolve_credentials(
 
     store = _store_for(iam_endpoint, project_id, env)
     if auth_method == "aksk":
-        pair = _load_json(store, "aksk", ("ak", "sk"))
+        pair = load_record(store, "aksk", ("ak", "sk"))
         if pair is not None:
             logger.debug("credentials: keyring AK/SK %s", mask_ak(pair["ak"]))
             return Credentials(source="keyring", kind="aksk", ak=pair["ak"], sk=pair["sk"], store=store, **common)
     else:
-        record = _load_json(store, "token", ("token",))
+        record = load_record(store, "token", ("token",))
         if record is not None:
             logger.debug("credentials: keyring token")
             return Credentials(

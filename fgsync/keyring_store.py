@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import secrets
 import threading
@@ -30,6 +31,7 @@ import keyring.backends.null
 import keyring.errors
 
 from fgsync.errors import KeyringError, UsageError
+from fgsync.iam import IssuedToken
 
 __all__ = [
     "CHUNK_CHARS",
@@ -37,7 +39,11 @@ __all__ = [
     "ITEMS",
     "SERVICE",
     "KeyringStore",
+    "forget_credentials",
     "keyring_timeout",
+    "load_record",
+    "save_aksk",
+    "save_token",
 ]
 
 logger = logging.getLogger(__name__)
@@ -47,7 +53,7 @@ DEFAULT_TIMEOUT = 5.0
 #: Characters per part; below Windows Credential Manager's ~1,280-character cap with room to spare.
 CHUNK_CHARS = 1000
 #: Every item fgsync may store; `logout` removes all of them.
-ITEMS = ("token", "password", "aksk", "meta")
+ITEMS = ("token", "password", "aksk")
 # Parts are numbered from 1; logout also sweeps parts a broken header no longer points to, up to this many.
 _MAX_PARTS = 64
 _HEADER_PREFIX = "fgsync-chunks/1"
@@ -277,3 +283,52 @@ class KeyringStore:
     def clear(self) -> int:
         """Remove every item fgsync stores for this endpoint and project; returns the number of entries removed."""
         return sum(self.delete(item) for item in ITEMS)
+
+
+# -- fgsync's records -------------------------------------------------------------------------------------
+
+
+def save_token(
+    store: KeyringStore,
+    issued: IssuedToken,
+    *,
+    user: Optional[str],
+    domain: Optional[str],
+    password: Optional[str] = None,
+) -> None:
+    """Store a token (with its expiry, user and domain) and, when given, the password that renews it.
+
+    Without ``password`` a previously remembered password is removed: a login without
+    ``--remember-password`` means the user no longer wants it kept.
+    """
+    record = {"token": issued.token, "expires_at": issued.expires_at, "user": user, "domain": domain}
+    store.put("token", json.dumps(record, sort_keys=True))
+    if password:
+        store.put("password", password)
+    else:
+        store.delete("password")
+
+
+def save_aksk(store: KeyringStore, ak: str, sk: str) -> None:
+    """Store an access key and its secret key (one keyring value, so they can never be half updated)."""
+    store.put("aksk", json.dumps({"ak": ak, "sk": sk}, sort_keys=True))
+
+
+def forget_credentials(store: KeyringStore) -> int:
+    """Remove everything fgsync stored for the store's endpoint and project; returns the entries removed."""
+    return store.clear()
+
+
+def load_record(store: KeyringStore, item: str, required: tuple[str, ...]) -> Optional[dict[str, Any]]:
+    """A JSON item (``token``, ``aksk``) whose ``required`` fields are non-empty strings, else None."""
+    raw = store.get(item)
+    if raw is None:
+        return None
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict) or not all(isinstance(record.get(k), str) and record[k] for k in required):
+        logger.warning("ignoring the keyring entry for %s: it is not in fgsync's format", item)
+        return None
+    return record

@@ -225,3 +225,12 @@ def test_a_damaged_package_fails_at_invocation(emu: Emulator, client: httpx.Clie
     body = response.json()
     assert body["status"] == 500 and response.headers["X-Is-Func-Err"] == "true"
     assert "cannot unpack the function's code" in json.loads(body["result"])["errorMessage"]
+
+
+def test_inline_code_runs_as_the_handlers_module(emu: Emulator, client: httpx.Client) -> None:
+    emu.create_function("inline", handler="main.entry")
+    source = b"def entry(event, context):\n    return 'inline ' + event['v']\n"
+    body = {"code_type": "inline", "func_code": {"file": base64.b64encode(source).decode()}}
+    updated = client.put(f"{BASE}/inline/code", json=body)
+    assert updated.status_code == 200 and updated.json()["code_type"] == "inline"
+    assert json.loads(invoke(client, "inline", {"v": "ok"}).json()["result"]) == "inline ok"

@@ -54,6 +54,7 @@ SyncStep = Callable[["FunctionConfig", Emit], object]
 _STEP_SECONDS = 0.1
 
 LOGIN_HINT = "run `fgsync login` (the function resumes by itself once credentials work)"
+RESUME_HINT = "the function resumes by itself once credentials work"
 
 
 def _no_stamp() -> str:
@@ -234,11 +235,10 @@ class Scheduler:
             logger.info("%s: credentials still refused", name)
             return None
         state.paused = True
+        # CredentialsError messages already say how to log in; a 401 from the service does not.
+        hint = RESUME_HINT if "fgsync login" in error.message else LOGIN_HINT
         return error_event(
-            name,
-            error.code,
-            f"{error.message} — {LOGIN_HINT}",
-            retry_in_ms=round(self.timing.auth_retry * 1000),
+            name, error.code, f"{error.message} — {hint}", retry_in_ms=round(self.timing.auth_retry * 1000)
         )
 
     def next_wakeup(self, now: float) -> Optional[float]:

@@ -98,6 +98,14 @@ def test_credentials_error_pauses_until_the_stamp_changes_or_the_periodic_retry(
     assert s.finished("a", None, 37.5) is None and not s.paused("a")
 
 
+def test_a_credentials_error_that_already_says_how_to_log_in_is_not_told_twice() -> None:
+    s = Scheduler(["a"], timing=T)
+    s.due(0.0)
+    event = s.finished("a", CredentialsError("no credentials for project p: run `fgsync login`"), 0.0)
+    assert event is not None and event.fields["message"].count("fgsync login") == 1
+    assert event.fields["code"] == "auth" and "resumes by itself" in event.fields["message"]
+
+
 def test_other_errors_are_reported_and_wait_for_the_next_change() -> None:
     s = Scheduler(["a"], timing=T)
     s.due(0.0)

@@ -171,7 +171,8 @@ def test_a_steady_writer_is_pushed_at_least_every_max_wait(project: Path, emulat
             n += 1
             (w.src / "index.py").write_text(f"{HELLO_PY}# write {n}\n")
             time.sleep(0.1)  # the writer's own pace, not a synchronisation
-        w.events.wait(lambda: w.emu.function("hello").digest == package_function(w.fn).sha512)
+        final = package_function(w.fn).sha512
+        w.events.wait(lambda: any(e.fields["digest"] == final for e in w.events.named("pushed", "hello")))
         w.settled(uploads=w.base + w.pushed())
     pushes = w.events.named("pushed", "hello")[1:]
     assert len(pushes) >= 4, [e.ts for e in pushes]
@@ -327,3 +328,110 @@ def test_a_signal_during_an_upload_lets_it_finish_and_exits_cleanly(
     assert not _children_in(project)
     for secret in SECRETS:
         assert secret not in out and secret not in err
+
+
+class Proc:
+    """`fgsync watch ...` as a subprocess, its stdout read line by line on a thread."""
+
+    def __init__(self, project: Path, *args: str) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("FGSYNC_", "CLOUD_SDK_"))}
+        env.update(FGSYNC_TOKEN=TOKEN, FGSYNC_CACHE_DIR=str(project / ".cache"), PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fgsync", "watch", *args],
+            cwd=project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+
+    def wait_line(self, predicate: Callable[[str], bool], timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self.lines:
+                    if predicate(line):
+                        return line
+                assert self.proc.poll() is None, f"exited {self.proc.returncode}: {self.lines}"
+                left = deadline - time.monotonic()
+                assert left > 0, f"timed out; stdout so far: {self.lines}"
+                self._cond.wait(min(left, 0.1))
+
+    def __enter__(self) -> Proc:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.finish()
+
+    def finish(self, timeout: float = 20.0) -> tuple[int, str]:
+        try:
+            err = self.proc.stderr.read() if self.proc.stderr and not self.proc.stderr.closed else ""
+            code = self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self._reader.join(5)
+            for stream in (self.proc.stdout, self.proc.stderr):
+                if stream is not None:
+                    stream.close()
+        return code, err
+
+
+def test_watch_invoke_in_human_mode_shows_each_new_result(project: Path, emulator: Any) -> None:
+    make_tree(project / "events", {"hello.json": '{"name": "fgsync"}'})
+    write_config(
+        project,
+        endpoint=emulator.url,
+        functions=[{"name": "hello", "source": "functions/hello", "invoke_event": "events/hello.json"}],
+    )
+    with Proc(project, "--invoke", "--debounce-ms", "50") as watch:
+        watch.wait_line(lambda line: "invoked: status 200" in line and "fgsync" in line)
+        (project / "functions" / "hello" / "index.py").write_text(HELLO_PY.replace('"hello"', '"hola"'))
+        watch.wait_line(lambda line: "invoked" in line and "hola" in line)
+        watch.proc.send_signal(signal.SIGTERM)
+        code, err = watch.finish()
+    assert code == 0, err
+    assert "Traceback" not in err
+    out = "\n".join(watch.lines)
+    assert "watching 1 function(s): hello" in watch.lines[0]
+    assert "hello  changed index.py" in out and "hello  pushed" in out
+    assert watch.lines[-1].endswith("stopped")
+    assert emulator.emulator.uploads("hello") == 2
+    fn = load_config(project / "fgsync.toml").functions[0]
+    assert emulator.emulator.function("hello").digest == package_function(fn).sha512
+    for secret in SECRETS:
+        assert secret not in out and secret not in err
+
+
+def test_a_second_ctrl_c_aborts_the_upload_at_once(project: Path, emulator: Any) -> None:
+    emu = emulator.emulator
+    emu.inject("update_code", delay=8.0)
+    with Proc(project, "--json") as watch:
+        deadline = time.monotonic() + 20
+        while emu.calls("update_code") == 0:  # the initial upload is in flight, held for 8 s
+            assert time.monotonic() < deadline and watch.proc.poll() is None
+            time.sleep(0.02)
+        watch.proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)  # two signals in one instant are one signal to Python; give the first its turn
+        assert watch.proc.poll() is None  # the first one waits for the upload
+        aborted = time.monotonic()
+        watch.proc.send_signal(signal.SIGINT)
+        code, err = watch.finish()
+    assert code == 130
+    assert time.monotonic() - aborted < 3.0
+    assert "Aborted." in err and "Traceback" not in err
+    assert [json.loads(line)["event"] for line in watch.lines] == ["watching", "packaged"]

@@ -79,7 +79,7 @@ def iam_token(emu: Emulator, body: bytes) -> Answer:
     if not emu.password_ok(str(name), str(password), str(domain)):
         raise iam_error(401, "The username or password is wrong.")
     token, issued, expires = emu.issue_token()
-    domain_info = {"name": emu.domain_name, "id": emu.domain_id}
+    domain_info = {"name": str(domain), "id": emu.domain_id}  # the login matched, so this is the account's
     payload = {
         "token": {
             "methods": ["password"],

@@ -243,11 +243,6 @@ class Emulator:
         ok = secrets.compare_digest(password.encode(), self._password.encode()) and ok
         return ok and (self._domain is None or domain == self._domain)
 
-    @property
-    def domain_name(self) -> str:
-        """The account (domain) name reported in tokens."""
-        return self._domain or "emulator"
-
     # ----------------------------------------------------------------- WSGI
 
     def __call__(self, environ: WsgiEnviron, start_response: StartResponse) -> Iterable[bytes]:

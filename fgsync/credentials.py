@@ -266,8 +266,9 @@ class Credentials:
 class _TokenAuth(httpx.Auth):
     """``X-Auth-Token`` from a :class:`Credentials`; after a 401, one resend with a replacement token."""
 
-    # The body must be in memory so the request can be sent a second time after a 401.
-    requires_request_body = True
+    # False on purpose: reading the body first would drain a streamed upload before it is sent and make the
+    # caller's progress bar jump to 100 %. A body that cannot be sent twice is simply not resent (below).
+    requires_request_body = False
 
     def __init__(self, credentials: Credentials) -> None:
         self._credentials = credentials
@@ -284,9 +285,23 @@ class _TokenAuth(httpx.Auth):
         replacement = self._credentials.replacement_after_401(token)
         if replacement is None or replacement == token:
             return
+        if not _replayable(request):
+            # The renewed token is stored and in use: the caller's next attempt gets through.
+            logger.info("not resending %s %s: its streamed body was already sent", request.method, request.url.path)
+            return
         logger.info("retrying %s %s with a renewed token", request.method, request.url.path)
         request.headers["X-Auth-Token"] = replacement
         yield request
+
+
+def _replayable(request: httpx.Request) -> bool:
+    """Whether httpx can send this request's body a second time (bytes, or an iterable that is no generator)."""
+    stream = request.stream
+    if isinstance(stream, httpx.ByteStream):
+        return True
+    # httpx refuses to iterate a consumed generator (StreamConsumed) and says which streams wrap one; any
+    # iterable that is not a generator starts over. Unknown shapes count as not replayable.
+    return getattr(stream, "_is_generator", None) is False
 
 
 def resolve_credentials(

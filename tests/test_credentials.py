@@ -34,7 +34,7 @@ from fgsync.errors import (
     UsageError,
 )
 from fgsync.iam import IssuedToken, format_remaining, login_with_password, parse_expires
-from fgsync.keyring_store import CHUNK_CHARS, SERVICE, KeyringStore, keyring_timeout
+from fgsync.keyring_store import CHUNK_CHARS, SERVICE, KeyringStore, keyring_timeout, load_record
 from fgsync.signer import SdkHmacSigner
 from tests.conftest import AK, DOMAIN, PASSWORD, PROJECT_ID, SECRETS, SK, TOKEN, USER, MemoryKeyring
 
@@ -551,3 +551,58 @@ def test_an_expired_token_that_cannot_be_renewed_raises_the_renewal_error() -> N
         client.get(FG)
     assert caught.value.retryable is True
     assert service.tokens == []
+
+
+class ReIterable:
+    """An upload body that can be iterated again (as a progress-reporting body should be)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.rounds = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.rounds += 1
+        yield self.data[:3]
+        yield self.data[3:]
+
+
+def test_a_consumed_generator_body_is_not_resent_over_a_real_socket(emulator: Any) -> None:
+    """A generator upload hit by a 401: the renewal happens, the 401 comes back, the next call gets through."""
+    iam = emulator.url
+    issued = login_with_password(iam_endpoint=iam, project_id=PROJECT_ID, user=USER, domain=DOMAIN, password=PASSWORD)
+    save_token(KeyringStore(iam, PROJECT_ID), issued, user=USER, domain=DOMAIN, password=PASSWORD)
+    creds = resolve_credentials(iam_endpoint=iam, project_id=PROJECT_ID, env={})
+    urn = emulator.emulator.create_function("streamed")
+    url = f"{iam}/v2/{PROJECT_ID}/fgs/functions/{urn}/code"
+    emulator.emulator.expire_tokens()
+    pulled: list[int] = []
+
+    def generator() -> Iterator[bytes]:
+        pulled.append(1)
+        yield b'{"code_type": "zip"}'
+
+    with httpx.Client(auth=creds.auth()) as client:
+        assert client.put(url, content=generator(), headers={"Content-Type": "application/json"}).status_code == 401
+        assert pulled == [1]
+        assert client.get(url).status_code == 200
+    stored = load_record(KeyringStore(iam, PROJECT_ID), "token", ("token",))
+    assert stored is not None and stored["token"] != issued.token
+
+
+def test_a_re_iterable_body_is_resent_after_a_renewal(emulator: Any) -> None:
+    """A body that can start over (as a progress-reporting upload body should) is resent once, over a socket."""
+    iam = emulator.url
+    issued = login_with_password(iam_endpoint=iam, project_id=PROJECT_ID, user=USER, domain=DOMAIN, password=PASSWORD)
+    save_token(KeyringStore(iam, PROJECT_ID), issued, user=USER, domain=DOMAIN, password=PASSWORD)
+    creds = resolve_credentials(iam_endpoint=iam, project_id=PROJECT_ID, env={})
+    urn = emulator.emulator.create_function("again")
+    emulator.emulator.expire_tokens()
+    body = ReIterable(b'{"name": "again"}')
+    with httpx.Client(auth=creds.auth()) as client:
+        answer = client.post(
+            f"{iam}/v2/{PROJECT_ID}/fgs/functions/{urn}/invocations",
+            content=body,
+            headers={"Content-Type": "application/json", "Content-Length": str(len(body.data))},
+        )
+    assert answer.status_code == 200, answer.text
+    assert body.rounds == 2

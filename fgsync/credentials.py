@@ -147,7 +147,9 @@ class Credentials:
             "expires_at": self.expires_at,
             "expired": None if remaining is None else remaining <= 0,
             "expires_in_s": None if remaining is None else int(remaining),
-            "password_remembered": self.password_remembered if self.kind == "token" else None,
+            "password_remembered": self.password_remembered
+            if self.source == "keyring" and self.kind == "token"
+            else None,
             "ak": mask_ak(self._ak) if self._ak else None,
         }
 

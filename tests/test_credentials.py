@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import json
 import logging
+import os
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from typing import Any, Callable, Optional
 
@@ -17,6 +20,7 @@ import keyring.backends.chainer
 import keyring.backends.fail
 import pytest
 
+from fgsync.api import FunctionGraphClient
 from fgsync.credentials import (
     Credentials,
     credential_stamp,
@@ -35,7 +39,7 @@ from fgsync.errors import (
 )
 from fgsync.iam import IssuedToken, format_remaining, login_with_password, parse_expires
 from fgsync.keyring_store import CHUNK_CHARS, SERVICE, KeyringStore, keyring_timeout, load_record
-from fgsync.signer import SdkHmacSigner
+from fgsync.signer import SdkHmacSigner, SignedRequestTooLargeError
 from tests.conftest import AK, DOMAIN, PASSWORD, PROJECT_ID, SECRETS, SK, TOKEN, USER, MemoryKeyring
 
 IAM = "https://iam.cn-north-4.myhuaweicloud.com"
@@ -606,3 +610,29 @@ def test_a_re_iterable_body_is_resent_after_a_renewal(emulator: Any) -> None:
         )
     assert answer.status_code == 200, answer.text
     assert body.rounds == 2
+
+
+def test_the_api_client_pushes_with_stored_aksk_and_refuses_big_signed_uploads(emulator: Any, tmp_path: Any) -> None:
+    """The seam for the rest of fgsync: FunctionGraphClient(auth=creds.auth()) against the emulator."""
+    save_aksk(KeyringStore(emulator.url, PROJECT_ID), AK, SK)
+    creds = resolve_credentials(iam_endpoint=emulator.url, project_id=PROJECT_ID, auth_method="aksk", env={})
+    emu = emulator.emulator
+    urn = emu.create_function("signed")
+    small = io.BytesIO()
+    with zipfile.ZipFile(small, "w") as archive:
+        archive.writestr("index.py", "def handler(event, context):\n    return 1\n")
+    big = io.BytesIO()
+    with zipfile.ZipFile(big, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr("blob.bin", os.urandom(10 * 1024 * 1024))  # ~13.3 MB once base64-encoded in JSON
+    with FunctionGraphClient(emulator.url, PROJECT_ID, auth=creds.auth()) as client:
+        pushed = client.update_code(
+            urn, code_type="zip", code_filename="index.zip", data=small.getvalue(), depend_version_list=()
+        )
+        assert pushed.digest
+        assert emu.uploads("signed") == 1
+        with pytest.raises(SignedRequestTooLargeError) as caught:
+            client.update_code(
+                urn, code_type="zip", code_filename="index.zip", data=big.getvalue(), depend_version_list=()
+            )
+    assert emu.uploads("signed") == 1
+    assert caught.value.exit_code == 1 and "fgsync login" in caught.value.message

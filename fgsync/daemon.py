@@ -1,27 +1,10 @@
 """The watch loop: batches of changes -> syncs, one in flight per function, with retries and pauses.
 
-Two layers:
-
-- :class:`Scheduler` is the policy and nothing else: which function syncs when. Pure (time is an argument,
-  credentials and git locks are callables), so it is unit-tested with a fake clock.
-- :class:`Daemon` (and :func:`run_daemon`) drives it: one watcher thread (:func:`fgsync.watch.watch_changes`),
-  a pool of sync threads, and a main loop that sleeps on an event, uvicorn style, so a stop is seen at once.
-
-Rules, from SPEC.md "The watch loop":
-
-- at most one sync per function in flight; changes during it cause exactly ONE follow-up, which packages the
-  tree as it is then;
-- while ``.git/index.lock`` exists in the source or any repository above it (checkout, rebase), syncs wait;
-- a retryable error (network, 408, 429, 5xx) retries with capped exponential backoff and jitter, keeping the
-  pending change, without waiting for another file event;
-- a credentials error (401, no or bad credentials) pauses the function with "run fgsync login"; it is retried
-  as soon as the credentials change (``credential_stamp`` is polled) and every ``auth_retry`` seconds anyway;
-- any other error is reported; the next change retries. Nothing stops the loop but ``stop_event``.
-
-Build output: while a function's ``build`` command runs (from the start of its sync until its ``packaged``
-event, plus a short grace for late notifications), file events under its source are taken for build output
-and ignored, for every function watching that folder. A user save in that window is still picked up when it
-lands before packaging reads the tree; one in the grace after it waits for the next change.
+:class:`Scheduler` is the policy alone (which function syncs when): time is an argument, credentials and git
+locks are callables, so it is unit-tested with a fake clock. :class:`Daemon` drives it with one watcher
+thread (:func:`fgsync.watch.watch_changes`), a pool of sync threads and a main loop that sleeps on an event,
+uvicorn style, so a stop is seen at once. The rules (follow-ups, git locks, build output, backoff, pauses on
+401, signals) are in docs/watch.md.
 """
 
 from __future__ import annotations
@@ -40,7 +23,15 @@ from typing import TYPE_CHECKING, Callable, Optional, Union
 
 from fgsync.errors import AuthApiError, BuildError, CredentialsError, FgsyncError
 from fgsync.events import Emit, Event, change_event, error_event
-from fgsync.watch import DEFAULT_POLL_INTERVAL, Change, FileEventSource, WatchTarget, watch_changes, watch_roots
+from fgsync.watch import (
+    DEFAULT_POLL_INTERVAL,
+    Change,
+    FileEventSource,
+    WatchTarget,
+    git_lock_held,
+    watch_changes,
+    watch_roots,
+)
 
 if TYPE_CHECKING:
     from fgsync.config import FunctionConfig
@@ -82,26 +73,6 @@ def backoff_delay(attempt: int, *, base: float, cap: float, rand: Callable[[], f
     """
     ceiling = min(cap, base * 2.0 ** max(0, attempt - 1))
     return ceiling / 2 + rand() * ceiling / 2
-
-
-def git_lock_held(source: Path) -> bool:
-    """Whether ``index.lock`` exists in the git folder of ``source`` or of any repository above it.
-
-    A ``.git`` file (worktrees, submodules) is followed to the folder its ``gitdir:`` line names.
-    """
-    for folder in (source, *source.parents):
-        dotgit = folder / ".git"
-        try:
-            if dotgit.is_dir():
-                if (dotgit / "index.lock").exists():
-                    return True
-            elif dotgit.is_file():
-                line = dotgit.read_text(encoding="utf-8", errors="replace").strip()
-                if line.startswith("gitdir:") and (folder / line[7:].strip() / "index.lock").exists():
-                    return True
-        except OSError:
-            continue
-    return False
 
 
 @dataclass

@@ -211,9 +211,12 @@ class Debouncer(Generic[T]):
 
 
 def watch_roots(sources: Iterable[Path]) -> list[Path]:
-    """The distinct top-most folders among ``sources``: one recursive watch each, none nested in another."""
+    """The distinct top-most folders among ``sources``: one recursive watch each, none nested in another.
+
+    Paths are resolved: a source that is a symlink is watched at its target (the filter accepts both names).
+    """
     roots: list[Path] = []
-    for source in sorted({Path(os.path.abspath(s)) for s in sources}, key=lambda p: len(p.parts)):
+    for source in sorted({Path(os.path.realpath(s)) for s in sources}, key=lambda p: len(p.parts)):
         if not any(root == source or root in source.parents for root in roots):
             roots.append(source)
     return sorted(roots)
@@ -349,3 +352,23 @@ def watch_changes(
                 raw = None if debouncer.ready() else source.get(0)
             if debouncer.ready():
                 yield debouncer.take()
+
+
+def git_lock_held(source: Path) -> bool:
+    """Whether ``index.lock`` exists in the git folder of ``source`` or of any repository above it.
+
+    A ``.git`` file (worktrees, submodules) is followed to the folder its ``gitdir:`` line names.
+    """
+    for folder in (source, *source.parents):
+        dotgit = folder / ".git"
+        try:
+            if dotgit.is_dir():
+                if (dotgit / "index.lock").exists():
+                    return True
+            elif dotgit.is_file():
+                line = dotgit.read_text(encoding="utf-8", errors="replace").strip()
+                if line.startswith("gitdir:") and (folder / line[7:].strip() / "index.lock").exists():
+                    return True
+        except OSError:
+            continue
+    return False

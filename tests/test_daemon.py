@@ -14,7 +14,7 @@ from conftest import make_tree
 from test_watch import make_fn
 
 from fgsync.config import FunctionConfig
-from fgsync.daemon import Daemon, Scheduler, Timing, backoff_delay, git_lock_held
+from fgsync.daemon import Daemon, Scheduler, Timing, backoff_delay
 from fgsync.errors import (
     ApiError,
     AuthApiError,
@@ -25,6 +25,7 @@ from fgsync.errors import (
     TransientApiError,
 )
 from fgsync.events import Emit, Event
+from fgsync.watch import git_lock_held
 
 # -- Scheduler (pure, fake time) -------------------------------------------------------------------------------
 

@@ -283,3 +283,25 @@ def test_ignore_rules_for_function_is_what_watch_target_uses(tmp_path: Path) -> 
     t = target("hello", src, exclude=("*.md",), use_gitignore=True)
     assert isinstance(t.rules, IgnoreRules)
     assert t.rules.is_ignored("README.md") and not t.rules.is_ignored("index.py")
+
+
+def test_a_source_reached_through_a_symlink_is_watched_at_its_target(tmp_path: Path) -> None:
+    real = make_tree(tmp_path / "real" / "hello", {"index.py": "v1"})
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    assert watch_roots([link]) == [real]
+    stop = threading.Event()
+    gen = watch_changes([target("hello", link)], stop_event=stop, debounce_ms=50, max_wait_ms=1000)
+    seen: list[set[str]] = []
+
+    def write_soon() -> None:
+        deadline = time.monotonic() + 5
+        while not seen and time.monotonic() < deadline:  # until the watch is up and reports
+            (real / "index.py").write_text(f"v{time.monotonic()}")
+            time.sleep(0.1)
+
+    writer = threading.Thread(target=write_soon)
+    writer.start()
+    seen.extend(collect(gen, stop, lambda paths: "index.py" in paths))
+    writer.join()
+    assert {"index.py"} == set().union(*seen)

@@ -228,10 +228,11 @@ def test_transient_failures_retry_until_the_change_arrives(project: Path, emulat
         assert w.emu.calls("update_code") == 2 + 9
 
 
-def test_a_401_pauses_until_a_new_login_then_pushes(project: Path, emulator: Any, monkeypatch: Any) -> None:
+@contextmanager
+def keyring_login(project: Path) -> Iterator[tuple[KeyringStore, Callable[[FunctionConfig, Emit], object], Any]]:
+    """The watch command's own sync step and credential stamp, over the (in-memory) keyring."""
     config = load_config(project / "fgsync.toml")
     store = KeyringStore(config.iam_endpoint, config.project_id)
-    save_token(store, IssuedToken(TOKEN, None), user=None, domain=None)
 
     def make_client() -> FunctionGraphClient:
         creds = resolve_credentials(iam_endpoint=config.iam_endpoint, project_id=config.project_id, env={})
@@ -241,9 +242,15 @@ def test_a_401_pauses_until_a_new_login_then_pushes(project: Path, emulator: Any
         return credential_stamp(iam_endpoint=config.iam_endpoint, project_id=config.project_id, env={})
 
     clients = ClientCache(make_client, stamp)
-    app = _App()
-    sync = make_sync_step(app, config, clients)  # type: ignore[arg-type]
     try:
+        yield store, make_sync_step(_App(), config, clients), stamp  # type: ignore[arg-type]
+    finally:
+        clients.close()
+
+
+def test_a_401_pauses_until_a_new_login_then_pushes(project: Path, emulator: Any) -> None:
+    with keyring_login(project) as (store, sync, stamp):
+        save_token(store, IssuedToken(TOKEN, None), user=None, domain=None)
         with watching(project, emulator, sync=sync, credential_stamp=stamp) as w:
             w.settled(uploads=1)
             w.emu.expire_tokens()
@@ -256,9 +263,19 @@ def test_a_401_pauses_until_a_new_login_then_pushes(project: Path, emulator: Any
             token, _, _ = w.emu.issue_token()  # `fgsync login` in another terminal
             save_token(store, IssuedToken(token, None), user=None, domain=None)
             w.settled(uploads=2)
-    finally:
-        clients.close()
     assert len(w.events.named("error", "hello")) == 1
+
+
+def test_watch_started_before_login_pushes_once_credentials_appear(project: Path, emulator: Any) -> None:
+    with (
+        keyring_login(project) as (store, sync, stamp),
+        watching(project, emulator, sync=sync, credential_stamp=stamp) as w,
+    ):
+        (error,) = w.events.named("error", "hello")
+        assert error.fields["code"] == "auth" and error.fields["message"].count("fgsync login") == 1
+        assert w.emu.uploads("hello") == 0
+        save_token(store, IssuedToken(TOKEN, None), user=None, domain=None)
+        w.settled(uploads=1)
 
 
 class _App:

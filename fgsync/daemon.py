@@ -44,7 +44,7 @@ SyncStep = Callable[["FunctionConfig", Emit], object]
 #: Longest sleep of the main loop between two looks at ``stop_event``.
 _STEP_SECONDS = 0.1
 
-LOGIN_HINT = "run `fgsync login` (the function resumes by itself once credentials work)"
+LOGIN_HINT = "run `fgsync login`; the function resumes by itself once credentials work"
 RESUME_HINT = "the function resumes by itself once credentials work"
 
 

@@ -341,11 +341,15 @@ def watch_changes(
         # A scan sees a burst in slices one interval apart; a shorter quiet time would split it.
         debounce_ms = max(debounce_ms, round(source.poll_interval * 1000) + POLL_DEBOUNCE_MARGIN_MS)
     debouncer: Debouncer[Change] = Debouncer(debounce_ms, max_wait_ms, clock=clock)
+    roots = {str(root) for root in source.roots}
     with source:
         while not stop_event.is_set():
             due = debouncer.timeout()
             raw = source.get(STEP_SECONDS if due is None else min(due, STEP_SECONDS))
             while raw is not None:
+                if raw[0] in roots and not os.path.isdir(raw[0]):
+                    # The OS drops the watch with the folder; say so rather than go quiet.
+                    logger.warning("%s was removed: changes under it are no longer seen; restart fgsync watch", raw[0])
                 seen = changes_filter.match(raw[0], is_dir=raw[1])
                 debouncer.add(c for c in seen if suppress is None or not suppress(c))
                 # A writer faster than this loop must not hold the burst past its max-wait.

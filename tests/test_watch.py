@@ -305,3 +305,18 @@ def test_a_source_reached_through_a_symlink_is_watched_at_its_target(tmp_path: P
     seen.extend(collect(gen, stop, lambda paths: "index.py" in paths))
     writer.join()
     assert {"index.py"} == set().union(*seen)
+
+
+def test_removing_a_watched_folder_is_logged_not_silent(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    src = make_tree(tmp_path / "hello", {"index.py": "v1"})
+    stop = threading.Event()
+    source = FileEventSource([src])
+    source.start()
+    gen = watch_changes([target("hello", src)], stop_event=stop, debounce_ms=50, source=source)
+    (src / "index.py").unlink()
+    src.rmdir()
+    with caplog.at_level("WARNING", logger="fgsync.watch"):
+        # the folder's own deletion comes right after index.py's, before that burst settles
+        batches = collect(gen, stop, lambda paths: "was removed" in caplog.text)
+    assert f"{src} was removed" in caplog.text
+    assert batches == [{"index.py"}]

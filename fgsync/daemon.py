@@ -119,10 +119,6 @@ class Scheduler:
         """A settled burst touched the function: it owes a sync (a follow-up if one is running)."""
         self._states[name].dirty = True
 
-    def running(self) -> list[str]:
-        """The functions with a sync in flight."""
-        return [name for name, state in self._states.items() if state.running]
-
     def paused(self, name: str) -> bool:
         """Whether the function waits for working credentials."""
         return self._states[name].paused

@@ -59,6 +59,10 @@ def _register() -> None:
 
     cli.add_command(watch_command)
 
+    from fgsync.cli.demo_cmd import demo_command
+
+    cli.add_command(demo_command)
+
 
 _register()
 

@@ -29,6 +29,8 @@ class AppContext:
     json: bool = False
     verbose: int = 0
     quiet: bool = False
+    #: Where push records live; None: $FGSYNC_CACHE_DIR or the user cache folder.
+    state_root: Optional[Path] = None
     _reporter: Optional[Reporter] = field(default=None, repr=False)
     _config: Optional[Config] = field(default=None, repr=False)
     _store: Optional[StateStore] = field(default=None, repr=False)
@@ -52,7 +54,7 @@ class AppContext:
     @property
     def store(self) -> StateStore:
         if self._store is None:
-            self._store = StateStore()
+            self._store = StateStore(self.state_root)
         return self._store
 
     def verify(self, config: Config) -> ssl.SSLContext:

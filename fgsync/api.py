@@ -257,7 +257,7 @@ class FunctionGraphClient:
         content: Any = body
         if body is not None and progress is not None:
             request_headers["Content-Length"] = str(len(body))
-            content = _chunks(body, progress)
+            content = _ProgressBody(body, progress)
         try:
             response = self._http.request(method, url, content=content, headers=request_headers)
         except httpx.TransportError as error:
@@ -342,12 +342,19 @@ def _remote_code(data: Mapping[str, Any]) -> RemoteCode:
     )
 
 
-def _chunks(body: bytes, progress: ProgressHook) -> Iterator[bytes]:
-    total = len(body)
-    for start in range(0, total, _UPLOAD_CHUNK):
-        chunk = body[start : start + _UPLOAD_CHUNK]
-        yield chunk
-        progress(min(start + len(chunk), total), total)
+class _ProgressBody:
+    """The request body in chunks, reporting progress; iterable again, so a request can be re-sent after a 401."""
+
+    def __init__(self, body: bytes, progress: ProgressHook) -> None:
+        self._body = body
+        self._progress = progress
+
+    def __iter__(self) -> Iterator[bytes]:
+        total = len(self._body)
+        for start in range(0, total, _UPLOAD_CHUNK):
+            chunk = self._body[start : start + _UPLOAD_CHUNK]
+            yield chunk
+            self._progress(min(start + len(chunk), total), total)
 
 
 def _int(value: Any) -> int:

@@ -20,7 +20,7 @@ import hashlib
 import logging
 import os
 import posixpath
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar, Optional, Union
 
@@ -141,6 +141,11 @@ class IgnoreRules:
         # rule file relpath -> the stamp it had when read: lets a long-lived user notice edits (is_stale)
         self._stamps: dict[str, _Stamp] = {}
         self._memo: dict[tuple[str, bool], bool] = {}
+
+    @property
+    def memo(self) -> Mapping[tuple[str, bool], bool]:
+        """Decisions made so far, keyed by (relpath, is_dir): a hot loop may look here before calling decide."""
+        return self._memo
 
     @classmethod
     def _builtin_spec(cls) -> GitIgnoreSpec:

@@ -17,6 +17,7 @@ from typing import BinaryIO, Callable
 
 import pytest
 
+from fgsync import package_walk
 from fgsync.errors import BuildError, PackageError
 from fgsync.ignore import IgnoreRules
 from fgsync.package import MAX_PACKAGE_BYTES, Package, PackageBuilder, build_package, run_build
@@ -580,3 +581,16 @@ def test_runaway_tree_is_refused_early(tree: Tree) -> None:
     src = tree({f"f{i}.bin": rng.randbytes(600) for i in range(20)})
     with pytest.raises(PackageError, match=r"package would be at least [\d,]+ bytes, over the limit of 1,000"):
         build_package(src, rules=IgnoreRules.for_function(src), max_bytes=1000)
+
+
+def test_walk_by_path_equals_walk_by_descriptor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows lists folders by path; the descriptor walk used elsewhere must find exactly the same."""
+    src = make_golden(tmp_path / "src")
+    make_tree(src, {"shared/lib.py": "x = 1\n", "deep/a/b/c.txt": "c"})
+    (src / "alias").symlink_to("shared", target_is_directory=True)
+    (src / "alias.py").symlink_to("index.py")
+    by_descriptor = package(src)
+    monkeypatch.setattr(package_walk, "_FD_WALK", False)
+    by_path = package(src)
+    assert by_path.data == by_descriptor.data
+    assert "alias/lib.py" in by_path.paths and "deep/a/b/c.txt" in by_path.paths

@@ -23,7 +23,7 @@ from typing import Callable, Optional, Union
 from fgsync.errors import PackageError
 from fgsync.ignore import IgnoreRules
 from fgsync.package_build import run_build
-from fgsync.package_walk import OpenFile, SourceFile, open_source_file, walk_source
+from fgsync.package_walk import OpenFile, SourceFile, VanishedError, open_source_file, walk_source
 from fgsync.package_zip import CompressedEntry, HashTrail, assemble, compress_file, refresh_file
 
 __all__ = [
@@ -51,6 +51,7 @@ RACY_MARGIN_NS = 2_000_000_000
 _BATCH_BYTES = 512 * 1024
 # Below this much work a thread pool costs more than it saves.
 _PARALLEL_MIN_BYTES = 2 * 1024 * 1024
+_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,9 @@ class PackageBuilder:
     def build(self) -> Package:
         """Build the package from the tree as it is now.
 
+        A file or folder that vanishes mid-build (an editor's atomic save, a checkout) makes the build start
+        over, up to three times, before the error is reported.
+
         Raises:
             PackageError: see :func:`build_package`.
         """
@@ -174,22 +178,32 @@ class PackageBuilder:
                 return _jar_package(self.source, self.artifact, self.max_bytes)
             if self.code_type != "zip":
                 raise PackageError(f"unsupported code_type {self.code_type!r}: fgsync packages zip and jar")
-            if self._rules.is_stale():
-                log.debug("ignore rules of %s changed on disk; reloading", self.source)
-                self._rules = self._rules.reload()
-            files = walk_source(self.source, self._rules)
-            fingerprint = self._rules.fingerprint()
-            if fingerprint != self._fingerprint:
-                self._cache.clear()
-                self._cached_bytes = 0
-                self._trail = None
-                self._fingerprint = fingerprint
-            if not files:
-                raise PackageError(
-                    f"nothing to package in {self.source}: no files left after the ignore rules, and an empty "
-                    "upload would reset the function to template code"
-                )
-            return self._build_zip(files)
+            for attempt in range(1, _ATTEMPTS + 1):
+                try:
+                    return self._build_zip_once()
+                except VanishedError as exc:
+                    if attempt == _ATTEMPTS:
+                        raise
+                    log.debug("%s; packaging %s again", exc, self.source)
+            raise AssertionError("unreachable")  # pragma: no cover
+
+    def _build_zip_once(self) -> Package:
+        if self._rules.is_stale():
+            log.debug("ignore rules of %s changed on disk; reloading", self.source)
+            self._rules = self._rules.reload()
+        files = walk_source(self.source, self._rules)
+        fingerprint = self._rules.fingerprint()
+        if fingerprint != self._fingerprint:
+            self._cache.clear()
+            self._cached_bytes = 0
+            self._trail = None
+            self._fingerprint = fingerprint
+        if not files:
+            raise PackageError(
+                f"nothing to package in {self.source}: no files left after the ignore rules, and an empty "
+                "upload would reset the function to template code"
+            )
+        return self._build_zip(files)
 
     def _build_zip(self, files: list[SourceFile]) -> Package:
         read_at = self._clock_ns()

@@ -16,6 +16,20 @@ from fgsync.errors import PackageError
 from fgsync.ignore import IgnoreRules
 
 S_ISREG = stat.S_ISREG
+
+
+class VanishedError(PackageError):
+    """A file or folder disappeared while the package was being built (a save or checkout in progress).
+
+    Worth one more try: the tree is usually whole again a moment later.
+    """
+
+
+def read_error(rel: str, exc: OSError, what: str = "read") -> PackageError:
+    """The PackageError for an OSError on rel; a VanishedError when the path no longer exists."""
+    cls = VanishedError if isinstance(exc, FileNotFoundError) else PackageError
+    return cls(f"cannot {what} {rel}: {exc.strerror or exc}")
+
 # Where the OS lists folders through a descriptor (Linux, macOS), the walk uses it; Windows walks by path.
 _FD_WALK = os.scandir in os.supports_fd
 _O_DIRECTORY_READ = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
@@ -110,7 +124,7 @@ def walk_source(source: Path, rules: IgnoreRules) -> list[SourceFile]:
         except OSError as exc:
             if fd is not None:
                 os.close(fd)
-            raise PackageError(f"cannot list folder {prefix or './'}: {exc.strerror or exc}") from None
+            raise read_error(prefix or "./", exc, "list folder") from None
         folders: list[tuple[str, str, os.stat_result]] = []
         try:
             for entry in entries:
@@ -137,7 +151,7 @@ def walk_source(source: Path, rules: IgnoreRules) -> list[SourceFile]:
                 try:
                     st = entry.stat(follow_symlinks=False)
                 except OSError as exc:
-                    raise PackageError(f"cannot read {rel}: {exc.strerror or exc}") from None
+                    raise read_error(rel, exc) from None
                 if is_dir:
                     folders.append((path, rel, st))
                 elif S_ISREG(st.st_mode):
@@ -163,7 +177,7 @@ def walk_source(source: Path, rules: IgnoreRules) -> list[SourceFile]:
             if exc.errno == errno.ENOENT:
                 target = os.readlink(path)
                 raise PackageError(f"symlink {rel} is dangling (points to {target}, which is missing)") from None
-            raise PackageError(f"cannot read {rel}: {exc.strerror or exc}") from None
+            raise read_error(rel, exc) from None
         is_dir = stat.S_ISDIR(st.st_mode)
         if decide(rel, is_dir=is_dir):
             return None

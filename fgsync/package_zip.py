@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from fgsync.errors import PackageError
-from fgsync.package_walk import OpenFile, SourceFile, open_source_file
+from fgsync.package_walk import OpenFile, SourceFile, open_source_file, read_error
 
 DEFLATE_LEVEL = 6
 STORED = 0
@@ -57,10 +57,6 @@ class CompressedEntry:
     digest: bytes = field(repr=False)
 
 
-def _read_error(rel: str, exc: OSError) -> PackageError:
-    return PackageError(f"cannot read {rel}: {exc.strerror or exc}")
-
-
 def looks_incompressible(head: bytes) -> bool:
     """Whether a file whose first chunk is ``head`` is stored without even trying deflate.
 
@@ -89,7 +85,7 @@ def _chunks(src: SourceFile, open_file: OpenFile) -> Iterator[bytes]:
                     return
                 yield chunk
     except OSError as exc:
-        raise _read_error(src.rel, exc) from None
+        raise read_error(src.rel, exc) from None
 
 
 def _compress(rel: str, chunks: Iterable[bytes], keep_limit: int) -> CompressedEntry:

@@ -594,3 +594,31 @@ def test_walk_by_path_equals_walk_by_descriptor(tmp_path: Path, monkeypatch: pyt
     by_path = package(src)
     assert by_path.data == by_descriptor.data
     assert "alias/lib.py" in by_path.paths and "deep/a/b/c.txt" in by_path.paths
+
+
+def test_file_vanishing_mid_build_starts_the_build_over(project: Path) -> None:
+    src = project
+    victim = src / "pkg1" / "mod04.py"
+
+    def racing_delete(path: str) -> BinaryIO:
+        if Path(path).name == "mod01.py" and victim.exists():
+            victim.unlink()  # gone after the walk saw it, before it is read
+        return open_source_file(path)
+
+    builder = PackageBuilder(src, rules=IgnoreRules.for_function(src), open_file=racing_delete, cache_bytes=0)
+    pkg = builder.build()
+    assert "pkg1/mod04.py" not in pkg.paths
+    assert pkg.data == cold(src).data
+
+
+def test_file_that_keeps_vanishing_is_reported(project: Path) -> None:
+    src = project
+
+    def always_gone(path: str) -> BinaryIO:
+        if Path(path).name == "mod04.py":
+            raise FileNotFoundError(2, "No such file or directory")
+        return open_source_file(path)
+
+    builder = PackageBuilder(src, rules=IgnoreRules.for_function(src), open_file=always_gone)
+    with pytest.raises(PackageError, match=r"cannot read pkg1/mod04\.py: No such file or directory"):
+        builder.build()

@@ -266,6 +266,19 @@ def test_a_401_pauses_until_a_new_login_then_pushes(project: Path, emulator: Any
     assert len(w.events.named("error", "hello")) == 1
 
 
+def test_401s_for_a_while_pause_then_the_periodic_retry_pushes(project: Path, emulator: Any) -> None:
+    timing = Timing(backoff_base=0.05, backoff_cap=0.3, auth_poll=0.05, auth_retry=0.3)
+    with watching(project, emulator, timing=timing) as w:
+        w.settled(uploads=1)
+        w.emu.inject("update_code", status=401, code="APIGW.0301", times=3)  # the gateway refuses the token
+        (w.src / "index.py").write_text(HELLO_PY + "# v2\n")
+        w.settled(uploads=2, quiet=0.2)
+        assert w.emu.calls("update_code") == 1 + 3 + 1
+    (error,) = w.events.named("error", "hello")  # one event per pause, not one per refused retry
+    assert error.fields["code"] == "APIGW.0301" and "fgsync login" in error.fields["message"]
+    assert error.fields["retry_in_ms"] == 300
+
+
 def test_watch_started_before_login_pushes_once_credentials_appear(project: Path, emulator: Any) -> None:
     with (
         keyring_login(project) as (store, sync, stamp),

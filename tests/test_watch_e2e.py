@@ -162,6 +162,7 @@ def test_initial_sync_is_skipped_when_already_in_sync_and_300_files_are_one_uplo
     assert emulator.emulator.uploads("hello") == 2
 
 
+@pytest.mark.slow
 def test_a_steady_writer_is_pushed_at_least_every_max_wait(project: Path, emulator: Any) -> None:
     with watching(project, emulator, debounce_ms=300, max_wait_ms=1000) as w:
         w.settled(uploads=1, quiet=0)

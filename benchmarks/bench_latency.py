@@ -3,10 +3,11 @@
 Run: ``python benchmarks/bench_latency.py [--sizes 1,40] [--runs N] [--debounce-ms 300] [--poll]``.
 
 For each size, a function of about that many megabytes (a small handler plus incompressible data, so the zip
-is as big as the figure says) is watched by the real daemon with the real sync step (token auth, the emulator
-served on 127.0.0.1 by its threaded server). Each run rewrites ``index.py`` and times until the daemon emits
-``pushed`` for it; the next run starts once the loop is idle. Printed: median and p90 in milliseconds, and
-how the median splits into the debounce, packaging (``packaged.ms``) and the upload (``pushed.ms``).
+is as big as the figure says) is watched by the real daemon with the real sync step, packaging incrementally
+as `fgsync watch` does (token auth, the emulator served on 127.0.0.1 by its threaded server). Each run rewrites
+``index.py`` and times until the daemon emits ``pushed`` for it; the next run starts once the loop is idle.
+Printed: median and p90 in milliseconds, and how the median splits into the debounce, packaging
+(``packaged.ms``) and the upload (``pushed.ms``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Optional
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fgsync.api import FunctionGraphClient
+from fgsync.cli.watch_cmd import IncrementalPackager
 from fgsync.config import FunctionConfig, load_config
 from fgsync.credentials import resolve_credentials
 from fgsync.daemon import Daemon
@@ -96,8 +98,10 @@ def measure(megabytes: float, runs: int, debounce_ms: int, poll: bool) -> dict[s
         client = FunctionGraphClient(server.url, PROJECT_ID, auth=credentials.auth())
         store = StateStore()
 
+        packager = IncrementalPackager()  # what `fgsync watch` packages with
+
         def step(f: FunctionConfig, emit: Emit) -> object:
-            return sync_function(f, client=client, store=store, endpoint=server.url, emit=emit)
+            return sync_function(f, client=client, store=store, endpoint=server.url, emit=emit, package_fn=packager)
 
         timeline = Timeline()
         stop = threading.Event()

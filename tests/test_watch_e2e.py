@@ -23,7 +23,7 @@ from conftest import HELLO_PY, PROJECT_ID, SECRETS, TOKEN, make_tree, write_conf
 from test_daemon import Events
 
 from fgsync.api import FunctionGraphClient, RetryPolicy
-from fgsync.cli.watch_cmd import ClientCache, make_sync_step
+from fgsync.cli.watch_cmd import ClientCache, IncrementalPackager, make_sync_step
 from fgsync.config import FunctionConfig, load_config
 from fgsync.credentials import credential_stamp, resolve_credentials, save_token
 from fgsync.daemon import Daemon, Timing
@@ -47,13 +47,15 @@ def project(tmp_path: Path, emulator: Any) -> Path:
 
 
 def token_sync(endpoint: str) -> Callable[[FunctionConfig, Emit], object]:
-    """The real sync step, authenticated with TOKEN, with fast client retries."""
+    """The real sync step (incremental packaging, as `fgsync watch` does), authenticated with TOKEN, with fast
+    client retries. Tests compare the remote digest with a cold build: the two must give the same bytes."""
     credentials = resolve_credentials(iam_endpoint=endpoint, project_id=PROJECT_ID, env={"FGSYNC_TOKEN": TOKEN})
     client = FunctionGraphClient(endpoint, PROJECT_ID, auth=credentials.auth(), retry=FAST_RETRY)
     store = StateStore()
+    packager = IncrementalPackager()
 
     def step(fn: FunctionConfig, emit: Emit) -> object:
-        return sync_function(fn, client=client, store=store, endpoint=endpoint, emit=emit)
+        return sync_function(fn, client=client, store=store, endpoint=endpoint, emit=emit, package_fn=packager)
 
     return step
 

@@ -468,3 +468,23 @@ def test_a_second_ctrl_c_aborts_the_upload_at_once(project: Path, emulator: Any)
     assert time.monotonic() - aborted < 3.0
     assert "Aborted." in err and "Traceback" not in err
     assert [json.loads(line)["event"] for line in watch.lines] == ["watching", "packaged"]
+
+
+def test_client_cache_builds_lazily_and_rebuilds_when_the_credentials_change(emulator: Any) -> None:
+    stamp = ["a"]
+    made: list[FunctionGraphClient] = []
+
+    def make() -> FunctionGraphClient:
+        creds = resolve_credentials(iam_endpoint=emulator.url, project_id=PROJECT_ID, env={"FGSYNC_TOKEN": TOKEN})
+        made.append(FunctionGraphClient(emulator.url, PROJECT_ID, auth=creds.auth()))
+        return made[-1]
+
+    cache = ClientCache(make, lambda: stamp[0])
+    assert made == []
+    first = cache.get()
+    assert cache.get() is first and len(made) == 1
+    stamp[0] = "b"  # `fgsync login` replaced the keyring entry
+    second = cache.get()
+    assert second is not first and len(made) == 2
+    cache.close()
+    assert all(client._http.is_closed for client in made)

@@ -13,7 +13,7 @@ from fgsync.api import FunctionGraphClient, Invocation
 from fgsync.cli.common import common_options
 from fgsync.cli.context import app_context
 from fgsync.config import FunctionConfig, select_functions
-from fgsync.errors import EXIT_FAILED, EXIT_OK, UsageError
+from fgsync.errors import EXIT_OK, FgsyncError, UsageError
 from fgsync.events import Emit, Event
 
 #: FunctionGraph's limit for a sync invocation's event.
@@ -37,7 +37,37 @@ def invoke_command(name: str, event_path: Optional[str]) -> int:
     event = read_event(fn, event_path)
     with app.make_client(config) as client:
         invocation = invoke_function(fn, client, event, emit=app.reporter.emit)
-    return EXIT_FAILED if invocation.function_error else EXIT_OK
+    if invocation.function_error:
+        # The `invoked` line carries the whole error object (stack trace included); the closing
+        # `Error:` line says in a few words what went wrong, and makes the exit code 1.
+        raise HandlerError(f"{fn.name}: {describe_failure(invocation)}")
+    return EXIT_OK
+
+
+class HandlerError(FgsyncError):
+    """The function ran but failed: it raised, timed out, or could not be loaded (exit 1)."""
+
+    code = "function"
+
+
+def describe_failure(invocation: Invocation) -> str:
+    """A one-line account of a failed invocation: ``the handler failed with status 500: ValueError: bad``.
+
+    The v1 answer's result is the error object (``errorType``, ``errorMessage``, ``stackTrace``) when the
+    handler raised or timed out; anything else is shown as it came, cut to 200 characters.
+    """
+    detail = ""
+    try:
+        result = json.loads(invocation.result)
+    except ValueError:
+        result = None
+    if isinstance(result, dict) and (result.get("errorType") or result.get("errorMessage")):
+        kind, message = result.get("errorType"), result.get("errorMessage")
+        detail = ": ".join(str(part) for part in (kind, message) if part)
+    elif invocation.result:
+        detail = invocation.result if len(invocation.result) <= 200 else invocation.result[:200] + "…"
+    head = f"the handler failed with status {invocation.status}"
+    return f"{head}: {detail}" if detail else head
 
 
 def read_event(fn: FunctionConfig, event_path: Optional[str]) -> bytes:

@@ -130,6 +130,14 @@ class ApiError(FgsyncError):
             text += f" (request id {request_id})"
         super().__init__(text)
 
+    @property
+    def message(self) -> str:
+        """The service's message with the HTTP status and request id (the code is shown beside it)."""
+        details = [f"HTTP {self.status}"] if self.status is not None else []
+        if self.request_id:
+            details.append(f"request id {self.request_id}")
+        return f"{self.error_msg} ({', '.join(details)})" if details else self.error_msg
+
 
 class NetworkError(ApiError):
     """No answer: connection refused or dropped, read timeout, TLS failure."""
@@ -146,3 +154,10 @@ class AuthApiError(ApiError):
     """401 from the service: the token is missing, wrong or expired, or the signature is bad."""
 
     exit_code = EXIT_CREDENTIALS
+
+    @property
+    def message(self) -> str:
+        return (
+            f"{super().message}; run `fgsync login` (or check FGSYNC_TOKEN, CLOUD_SDK_AK and CLOUD_SDK_SK if you "
+            "set them)"
+        )

@@ -17,7 +17,7 @@ import click
 from fgsync import __version__
 from fgsync.cli.common import common_options
 from fgsync.cli.context import AppContext, app_context
-from fgsync.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, FgsyncError
+from fgsync.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ApiError, FgsyncError
 from fgsync.events import error_event
 
 _LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
@@ -107,7 +107,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _report_fatal(obj: AppContext, error: FgsyncError) -> None:
     if obj.json:
         obj.reporter.emit(error_event(None, error.code, error.message, retryable=error.retryable))
-    click.echo(f"Error: {error.message}", err=True)
+    text = f"{error.code}: {error.message}" if isinstance(error, ApiError) else error.message
+    click.echo(f"Error: {text}", err=True)
 
 
 __all__ = ["AppContext", "app_context", "cli", "common_options", "main"]

@@ -50,6 +50,8 @@ class Console(io.TextIOBase):
         return False
 
     def write(self, text: str) -> int:
+        if not isinstance(text, str):  # click probes streams with bytes to tell binary ones apart
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         with self._cond:
             self._chunks.append(text)
             self._cond.notify_all()

@@ -16,7 +16,7 @@ import click
 from fgsync.cli.common import common_options
 from fgsync.cli.context import AppContext, app_context
 from fgsync.config import Config
-from fgsync.credentials import forget_credentials, resolve_credentials, save_aksk, save_token
+from fgsync.credentials import forget_credentials, save_aksk, save_token
 from fgsync.errors import EXIT_CREDENTIALS, EXIT_OK, CredentialsError, KeyringError, UsageError
 from fgsync.iam import IssuedToken, format_remaining, login_with_password, parse_expires
 from fgsync.keyring_store import KeyringStore, keyring_timeout
@@ -222,15 +222,7 @@ def logout_command() -> int:
 def _describe(app: AppContext, config: Config) -> tuple[dict[str, Any], Optional[str]]:
     """(the `auth` document, the reason there are no credentials or None)."""
     try:
-        creds = resolve_credentials(
-            iam_endpoint=config.iam_endpoint,
-            project_id=config.project_id,
-            auth_method=config.auth.method,
-            user=config.auth.user,
-            domain=config.auth.domain,
-            env=os.environ,
-            verify=app.verify(config),
-        )
+        creds = app.credentials(config)
     except KeyringError:
         raise
     except CredentialsError as error:

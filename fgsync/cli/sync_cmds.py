@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import click
 
@@ -81,31 +81,22 @@ def push_command(names: tuple[str, ...], force: bool, dry_run: bool, no_overwrit
     app = app_context()
     config = app.load_config()
     functions = select_functions(config, names)
-    client = app.make_client(config)
-    worst = EXIT_OK
-    with client:
-        for fn in functions:
-            try:
-                with app.reporter.progress(fn.name) as hook:
-                    sync_function(
-                        fn,
-                        client=client,
-                        store=app.store,
-                        endpoint=config.endpoint,
-                        emit=app.reporter.emit,
-                        force=force,
-                        dry_run=dry_run,
-                        no_overwrite=no_overwrite,
-                        progress=hook,
-                    )
-            except CredentialsError:
-                raise
-            except FgsyncError as error:
-                _report(app, fn, error)
-                worst = max(worst, error.exit_code)
-                if error.exit_code == EXIT_CREDENTIALS:
-                    break  # the next function would fail the same way
-    return worst
+
+    def push_one(fn: FunctionConfig, client: FunctionGraphClient) -> None:
+        with app.reporter.progress(fn.name) as hook:
+            sync_function(
+                fn,
+                client=client,
+                store=app.store,
+                endpoint=config.endpoint,
+                emit=app.reporter.emit,
+                force=force,
+                dry_run=dry_run,
+                no_overwrite=no_overwrite,
+                progress=hook,
+            )
+
+    return _each_function(app, config, functions, push_one)
 
 
 @click.command("status")
@@ -116,24 +107,37 @@ def status_command(names: tuple[str, ...]) -> int:
     app = app_context()
     config = app.load_config()
     functions = select_functions(config, names)
-    client = app.make_client(config)
+
+    def unknown(fn: FunctionConfig) -> None:
+        empty = {"sha512": None, "pushed_sha512": None, "remote_digest": None, "state": "unknown"}
+        app.reporter.emit(Event("status", fn.name, empty))
+
+    return _each_function(app, config, functions, lambda fn, client: _status_one(app, config, fn, client), unknown)
+
+
+def _each_function(
+    app: AppContext,
+    config: Config,
+    functions: tuple[FunctionConfig, ...],
+    action: Callable[[FunctionConfig, FunctionGraphClient], None],
+    on_error: Optional[Callable[[FunctionConfig], None]] = None,
+) -> int:
+    """Run ``action`` for each function with one client; a failure is reported and the next function goes on.
+
+    Returns the worst exit code. A credentials problem stops the loop: every function would fail the same way.
+    """
     worst = EXIT_OK
-    with client:
+    with app.make_client(config) as client:
         for fn in functions:
             try:
-                _status_one(app, config, fn, client)
+                action(fn, client)
             except CredentialsError:
                 raise
             except FgsyncError as error:
                 _report(app, fn, error)
+                if on_error is not None:
+                    on_error(fn)
                 worst = max(worst, error.exit_code)
-                app.reporter.emit(
-                    Event(
-                        "status",
-                        fn.name,
-                        {"sha512": None, "pushed_sha512": None, "remote_digest": None, "state": "unknown"},
-                    )
-                )
                 if error.exit_code == EXIT_CREDENTIALS:
                     break
     return worst

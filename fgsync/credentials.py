@@ -25,7 +25,14 @@ from typing import Any, Callable, Optional, Union
 import httpx
 
 from fgsync.errors import CredentialsError, FgsyncError, KeyringError
-from fgsync.iam import IssuedToken, format_remaining, login_with_password, parse_expires, ssl_verify
+from fgsync.iam import (
+    IssuedToken,
+    format_remaining,
+    login_with_password,
+    parse_expires,
+    require_usable_token,
+    ssl_verify,
+)
 from fgsync.keyring_store import (
     KeyringStore,
     forget_credentials,
@@ -207,6 +214,7 @@ class Credentials:
                 return None
             record = load_record(self._store, "token", ("token",))
             if record is not None and record["token"] != used:
+                require_usable_token(record["token"], "the token in the OS keyring", "run `fgsync login`")
                 logger.info("using the token a newer `fgsync login` stored")
                 self._adopt(record)
                 return self._token
@@ -345,6 +353,7 @@ def resolve_credentials(
     }
     token = env.get("FGSYNC_TOKEN", "").strip()
     if token:
+        require_usable_token(token, "FGSYNC_TOKEN", "set it to the token alone, on one line")
         logger.debug("credentials: FGSYNC_TOKEN")
         return Credentials(source="env", kind="token", token=token, **common)
     ak = env.get("CLOUD_SDK_AK", "").strip()
@@ -365,6 +374,7 @@ def resolve_credentials(
     else:
         record = load_record(store, "token", ("token",))
         if record is not None:
+            require_usable_token(record["token"], "the token in the OS keyring", "run `fgsync login`")
             logger.debug("credentials: keyring token")
             return Credentials(
                 source="keyring",

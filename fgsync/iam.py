@@ -17,7 +17,15 @@ import httpx
 
 from fgsync.errors import CredentialsError, NetworkError, TransientApiError
 
-__all__ = ["IssuedToken", "format_remaining", "login_with_password", "parse_expires", "ssl_verify"]
+__all__ = [
+    "IssuedToken",
+    "format_remaining",
+    "login_with_password",
+    "parse_expires",
+    "require_usable_token",
+    "ssl_verify",
+    "token_problem",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +61,44 @@ def parse_expires(text: str) -> Optional[_dt.datetime]:
         return _dt.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tzinfo=tz)
     except ValueError:
         return None
+
+
+def token_problem(token: str) -> Optional[str]:
+    """What keeps ``token`` out of an ``X-Auth-Token`` header (``it has a line break at character 65``), or None.
+
+    IAM tokens are one line of printable ASCII. A line break (a token copied from wrapped output), a space, a
+    control or a non-ASCII character cannot be right, and httpx refuses some of them with an error that quotes
+    the whole header value, which would carry the token into fgsync's messages and logs. The answer never
+    quotes the token.
+    """
+    for index, char in enumerate(token, start=1):
+        if "!" <= char <= "~":
+            continue
+        if char in "\r\n":
+            what = "a line break"
+        elif char.isspace():
+            what = "a space or tab"
+        elif char.isascii():
+            what = "a control character"
+        else:
+            what = "a non-ASCII character"
+        return f"it has {what} at character {index}"
+    return None
+
+
+def require_usable_token(token: str, origin: str, remedy: str) -> str:
+    """``token``, or a CredentialsError (before any request) that says what is wrong with it and what to do.
+
+    Raises:
+        CredentialsError: ``{origin} is not a usable token: it has … at character N (…); {remedy}``.
+    """
+    problem = token_problem(token)
+    if problem is not None:
+        raise CredentialsError(
+            f"{origin} is not a usable token: {problem} (an IAM token is one line of letters, digits and "
+            f"symbols); {remedy}"
+        )
+    return token
 
 
 def format_remaining(seconds: float) -> str:
@@ -160,6 +206,11 @@ def login_with_password(
         token = response.headers.get("X-Subject-Token", "").strip()
         if not token:
             raise CredentialsError(f"IAM at {iam_endpoint} answered the login without an X-Subject-Token header")
+        problem = token_problem(token)
+        if problem is not None:
+            raise CredentialsError(
+                f"IAM at {iam_endpoint} answered the login with a token fgsync cannot send: {problem}"
+            )
         expires_at: Optional[str] = None
         try:
             payload = response.json()

@@ -26,14 +26,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
+import httpx
 import pytest
 
 from fgsync.cli import main
 from fgsync.config import load_config
 from fgsync.credentials import Credentials
 from fgsync.emulator import Emulator, serve
-from fgsync.errors import EXIT_CREDENTIALS, EXIT_OK, FgsyncError
-from fgsync.keyring_store import KeyringStore
+from fgsync.errors import EXIT_CREDENTIALS, EXIT_OK, EXIT_USAGE, CredentialsError, FgsyncError
+from fgsync.iam import IssuedToken, login_with_password
+from fgsync.keyring_store import KeyringStore, save_token
 from fgsync.sync import package_function
 from tests.conftest import (
     AK,
@@ -332,3 +334,95 @@ def test_a_full_credentials_cycle_leaves_no_secret_anywhere(
         text = str(path) + "\n" + content.decode("utf-8", errors="replace")
         leaks += [f"{secret} in {path}" for secret in audit.find(text)]
     assert not leaks, "\n".join(sorted(set(leaks)))
+
+
+# -- tokens that cannot travel in a header ----------------------------------------------------------------------
+
+WRAPPED = TOKEN[:20] + "\n" + TOKEN[20:]  # a token copied from wrapped output, e.g. `base64` or a narrow terminal
+
+
+@pytest.mark.parametrize("args", [["push"], ["status"], ["invoke", "hello"], ["auth"]])
+def test_a_token_with_a_line_break_is_refused_without_being_echoed(
+    tmp_path: Path,
+    emulator: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    args: list[str],
+) -> None:
+    """httpx refuses such a header with an error that quotes it ("Illegal header value b'MII…'"): fgsync must
+    say what is wrong before any request, and never repeat the token."""
+    make_tree(tmp_path / "functions" / "hello", {"index.py": HELLO_PY})
+    write_config(tmp_path, endpoint=emulator.url)
+    emulator.emulator.create_function("hello")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FGSYNC_TOKEN", WRAPPED)
+    stdout, stderr = use_terminals(monkeypatch)
+    with every_log_record(caplog):
+        code = main([*args, "-vv"])
+    err = stderr.main.text
+    assert code == EXIT_CREDENTIALS, err
+    assert "Error: FGSYNC_TOKEN is not a usable token: it has a line break at character 21" in err
+    assert sum(emulator.emulator.stats()["calls"].values()) == 0
+    for text in (stdout.main.text, err, caplog.text):
+        for secret in (WRAPPED, TOKEN[:20], TOKEN[20:]):
+            assert secret not in text
+
+
+def test_a_stored_token_with_a_line_break_asks_for_a_new_login(
+    tmp_path: Path, emulator: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    make_tree(tmp_path / "functions" / "hello", {"index.py": HELLO_PY})
+    write_config(tmp_path, endpoint=emulator.url)
+    monkeypatch.chdir(tmp_path)
+    save_token(KeyringStore(emulator.url, PROJECT_ID), IssuedToken(WRAPPED), user=USER, domain=DOMAIN)
+    stdout, stderr = use_terminals(monkeypatch)
+    with every_log_record(caplog):
+        assert main(["push", "-vv"]) == EXIT_CREDENTIALS
+    assert stderr.main.text.endswith(
+        "Error: the token in the OS keyring is not a usable token: it has a line break at character 21 (an IAM "
+        "token is one line of letters, digits and symbols); run `fgsync login`\n"
+    )
+    assert sum(emulator.emulator.stats()["calls"].values()) == 0
+    for text in (stdout.main.text, stderr.main.text, caplog.text):
+        assert TOKEN[:20] not in text and TOKEN[20:] not in text
+
+
+@pytest.mark.parametrize("pasted", [TOKEN[:20] + "é" + TOKEN[20:], TOKEN[:20] + "\x7f" + TOKEN[20:]])
+def test_a_pasted_token_that_cannot_be_a_header_is_not_stored(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    memory_keyring: MemoryKeyring,
+    pasted: str,
+) -> None:
+    make_tree(tmp_path / "functions" / "hello", {"index.py": HELLO_PY})
+    write_config(tmp_path, endpoint="http://127.0.0.1:9")
+    monkeypatch.chdir(tmp_path)
+    stdout, stderr = use_terminals(monkeypatch)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(pasted + "\n"))
+    assert main(["login", "--token-stdin"]) == EXIT_USAGE
+    assert stderr.main.text.startswith("Error: the token on standard input is not a usable token: it has a")
+    assert "at character 21" in stderr.main.text
+    assert memory_keyring.entries == {}
+    for text in (stdout.main.text, stderr.main.text):
+        assert TOKEN[:20] not in text and TOKEN[20:] not in text
+
+
+def test_an_iam_answer_with_a_token_that_cannot_be_sent_is_a_clear_error() -> None:
+    answer = TOKEN[:20] + " " + TOKEN[20:]
+
+    def iam(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(201, headers={"X-Subject-Token": answer}, json={"token": {"expires_at": None}})
+
+    with pytest.raises(CredentialsError) as caught:
+        login_with_password(
+            iam_endpoint="https://iam.example.test",
+            project_id=PROJECT_ID,
+            user=USER,
+            domain=DOMAIN,
+            password=PASSWORD,
+            transport=httpx.MockTransport(iam),
+        )
+    assert str(caught.value) == (
+        "IAM at https://iam.example.test answered the login with a token fgsync cannot send: it has a space or tab "
+        "at character 21"
+    )

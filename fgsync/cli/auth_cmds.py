@@ -18,7 +18,7 @@ from fgsync.cli.context import AppContext, app_context
 from fgsync.config import Config
 from fgsync.credentials import forget_credentials, save_aksk, save_token
 from fgsync.errors import EXIT_CREDENTIALS, EXIT_OK, CredentialsError, KeyringError, UsageError
-from fgsync.iam import IssuedToken, format_remaining, login_with_password, parse_expires
+from fgsync.iam import IssuedToken, format_remaining, login_with_password, parse_expires, token_problem
 from fgsync.keyring_store import KeyringStore, keyring_timeout
 from fgsync.signer import mask_ak
 
@@ -118,6 +118,12 @@ def login_command(
     store = _store(config)
     if token_stdin:
         token = _read_stdin("token", "--token-stdin").strip()
+        problem = token_problem(token)
+        if problem is not None:  # not stored: every request would fail, and httpx's error quotes the header
+            raise UsageError(
+                f"the token on standard input is not a usable token: {problem} (an IAM token is one line of "
+                "letters, digits and symbols)"
+            )
         save_token(store, IssuedToken(token), user=user or config.auth.user, domain=domain or config.auth.domain)
         app.reporter.info(
             f"stored the token for project {config.project_id} in the OS keyring (its expiry is unknown: "

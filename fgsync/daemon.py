@@ -421,8 +421,13 @@ class Daemon:
     def _changed(self, batch: frozenset[Change]) -> None:
         by_function: dict[str, list[str]] = {}
         for change in batch:
-            by_function.setdefault(change.function, []).append(change.path)
+            paths = by_function.setdefault(change.function, [])
+            # A temp file created and renamed away (sed -i, atomic saves) names nothing the user has; its
+            # rename target has its own event. It still owes a sync: it may have replaced a real file.
+            if not change.transient:
+                paths.append(change.path)
         for name in self.functions:
             if name in by_function:
-                self.emit(change_event(name, by_function[name]))
+                if by_function[name]:
+                    self.emit(change_event(name, by_function[name]))
                 self.scheduler.changed(name)

@@ -63,14 +63,26 @@ POLL_DEBOUNCE_MARGIN_MS = 100
 _FILE_EVENT_TYPES = frozenset({"created", "modified", "deleted", "moved", "closed", "attrib"})
 _DIR_EVENT_TYPES = frozenset({"created", "deleted", "moved"})
 
-RawEvent = tuple[str, bool]
+
+class RawEvent(NamedTuple):
+    """One file-system event as the observer reports it."""
+
+    path: str
+    is_dir: bool
+    #: The event says the path came into being ("created"; not a move's destination, which may replace a file).
+    created: bool = False
 
 
 class Change(NamedTuple):
-    """One changed path of one function: ``path`` is POSIX, relative to the function's source."""
+    """One changed path of one function: ``path`` is POSIX, relative to the function's source.
+
+    ``transient`` marks a path that came into being and was gone again within one burst (an editor's temp
+    file renamed onto the real one, say): the burst still counts, but the path names nothing to report.
+    """
 
     function: str
     path: str
+    transient: bool = False
 
 
 @dataclass(frozen=True)
@@ -231,9 +243,10 @@ class _QueueHandler(FileSystemEventHandler):
         wanted = _DIR_EVENT_TYPES if event.is_directory else _FILE_EVENT_TYPES
         if event.event_type not in wanted:
             return
-        self._sink.put((os.fsdecode(event.src_path), bool(event.is_directory)))
+        is_dir = bool(event.is_directory)
+        self._sink.put(RawEvent(os.fsdecode(event.src_path), is_dir, event.event_type == "created"))
         if event.dest_path:
-            self._sink.put((os.fsdecode(event.dest_path), bool(event.is_directory)))
+            self._sink.put(RawEvent(os.fsdecode(event.dest_path), is_dir))
 
 
 class FileEventSource:
@@ -342,20 +355,45 @@ def watch_changes(
         debounce_ms = max(debounce_ms, round(source.poll_interval * 1000) + POLL_DEBOUNCE_MARGIN_MS)
     debouncer: Debouncer[Change] = Debouncer(debounce_ms, max_wait_ms, clock=clock)
     roots = {str(root) for root in source.roots}
+    # Per burst: whether each path's first event was "created", and the raw path behind each change.
+    born: dict[str, bool] = {}
+    raw_paths: dict[Change, str] = {}
     with source:
         while not stop_event.is_set():
             due = debouncer.timeout()
             raw = source.get(STEP_SECONDS if due is None else min(due, STEP_SECONDS))
             while raw is not None:
-                if raw[0] in roots and not os.path.isdir(raw[0]):
+                path = raw[0]
+                if path in roots and not os.path.isdir(path):
                     # The OS drops the watch with the folder; say so rather than go quiet.
-                    logger.warning("%s was removed: changes under it are no longer seen; restart fgsync watch", raw[0])
-                seen = changes_filter.match(raw[0], is_dir=raw[1])
-                debouncer.add(c for c in seen if suppress is None or not suppress(c))
+                    logger.warning("%s was removed: changes under it are no longer seen; restart fgsync watch", path)
+                seen = [c for c in changes_filter.match(path, is_dir=raw[1]) if suppress is None or not suppress(c)]
+                if seen:
+                    # Event sources other than the observer (test scripts) may queue plain (path, is_dir) pairs.
+                    born.setdefault(path, bool(getattr(raw, "created", False)))
+                    for change in seen:
+                        raw_paths.setdefault(change, path)
+                    debouncer.add(seen)
                 # A writer faster than this loop must not hold the burst past its max-wait.
                 raw = None if debouncer.ready() else source.get(0)
             if debouncer.ready():
-                yield debouncer.take()
+                batch = _mark_transient(debouncer.take(), raw_paths, born)
+                born, raw_paths = {}, {}
+                yield batch
+
+
+def _mark_transient(batch: set[Change], raw_paths: dict[Change, str], born: dict[str, bool]) -> set[Change]:
+    """``batch`` with the changes whose path was created in the burst and is gone at its end marked transient.
+
+    A deleted path whose first event was not "created" existed before the burst: its deletion is real.
+    """
+    marked = set()
+    for change in batch:
+        path = raw_paths.get(change)
+        if path is not None and born.get(path) and not os.path.lexists(path):
+            change = change._replace(transient=True)
+        marked.add(change)
+    return marked
 
 
 def git_lock_held(source: Path) -> bool:

@@ -67,7 +67,7 @@ def render_human(event: Event) -> str:
     if event.event == "pushed":
         return f"pushed {human_size(f['bytes'])} in {f['ms']} ms  digest {short(f['digest'])}"
     if event.event == "invoked":
-        text = f"invoked: status {f['status']} in {f['ms']} ms  result {f['result']}"
+        text = f"invoked: status {f['status']} in {f['ms']} ms  {_invocation_outcome(f['result'])}"
         log = (f.get("log") or "").rstrip("\n")
         if log:
             text += "\n" + "\n".join("    | " + line for line in log.splitlines()[-15:])
@@ -92,6 +92,20 @@ def render_human(event: Event) -> str:
     if event.event == "stopped":
         return "stopped"
     return event.event
+
+
+def _invocation_outcome(result: Any) -> str:
+    """``result {...}``, or for a handler error ``failed: ZeroDivisionError: division by zero`` (the log has
+    the traceback); long results are cut so one invocation stays a few lines."""
+    text = result if isinstance(result, str) else json.dumps(result)
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError):
+        data = None
+    if isinstance(data, dict) and "errorMessage" in data:
+        kind = data.get("errorType")
+        return f"failed: {kind}: {data['errorMessage']}" if kind else f"failed: {data['errorMessage']}"
+    return f"result {text if len(text) <= 300 else text[:297] + '...'}"
 
 
 class Reporter:

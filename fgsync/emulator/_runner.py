@@ -114,8 +114,14 @@ def _max_rss_kb() -> int:
     return int(rss // 1024) if sys.platform == "darwin" else int(rss)
 
 
+def _user_frames(exc: BaseException) -> Any:
+    """The traceback without the runner's own frame: the user's code is what they need to read."""
+    tb = exc.__traceback__
+    return tb.tb_next if tb is not None and tb.tb_next is not None else tb
+
+
 def _error(exc: BaseException) -> dict[str, Any]:
-    frames = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    frames = traceback.format_exception(type(exc), exc, _user_frames(exc))
     return {"errorMessage": str(exc), "errorType": type(exc).__name__, "stackTrace": [f.rstrip() for f in frames]}
 
 
@@ -147,7 +153,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         event = json.loads(spec["event"]) if spec["event"] else {}
         value = handler(event, Context(spec, time.monotonic()))
     except Exception as exc:
-        traceback.print_exc()
+        traceback.print_exception(type(exc), exc, _user_frames(exc))
         return {"ok": False, "error": _error(exc)}
     try:
         return {"ok": True, "result": json.dumps(value)}

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -317,3 +318,119 @@ def test_watch_pauses_on_an_expired_token_and_resumes_after_a_login_elsewhere(
     assert "logged in as" in stdout.other.text
     assert tokens[0] != tokens[1]
     assert_no_secret(login_text, out.text, err.text, stdout.other.text, stderr.other.text, extra=tuple(tokens))
+
+
+# -- the same with real processes and the real Secret Service ---------------------------------------------------
+
+
+@pytest.fixture
+def real_keyring() -> Iterator[dict[str, str]]:
+    """The environment for fgsync subprocesses that share the real Secret Service (skipped without one)."""
+    from tests.test_keyring_real import REQUIRE, _probe
+
+    backend, reason = _probe()
+    if backend is None:
+        if REQUIRE:
+            pytest.fail(f"FGSYNC_REQUIRE_SECRET_SERVICE=1 but {reason}")
+        pytest.skip(reason)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FGSYNC_", "CLOUD_SDK_"))}
+    env.update(
+        FGSYNC_CACHE_DIR=os.environ["FGSYNC_CACHE_DIR"],
+        PYTHON_KEYRING_BACKEND="keyring.backends.SecretService.Keyring",
+        PYTHONUNBUFFERED="1",
+    )
+    yield env
+
+
+class WatchProcess:
+    """`fgsync watch --json` as a subprocess; its NDJSON stdout is collected by a thread into a Console."""
+
+    def __init__(self, project: Path, env: dict[str, str]) -> None:
+        self.out = Console()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fgsync", "watch", "--json", "--debounce-ms", "50"],
+            cwd=project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.out.write(line)
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0) -> tuple[int, str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            _, err = self.proc.communicate(timeout=timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join(5)
+        return self.proc.returncode, err
+
+
+def fgsync_process(
+    args: list[str], project: Path, env: dict[str, str], stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """One fgsync command in a process of its own: another terminal."""
+    return subprocess.run(
+        [sys.executable, "-m", "fgsync", *args],
+        cwd=project,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.secret_service
+def test_watch_process_resumes_after_a_login_process_through_the_real_keyring(
+    project: Path, emulator: Any, real_keyring: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emu = emulator.emulator
+    texts: list[str] = []
+    issued: list[str] = []
+    issue = emu.tokens.issue
+
+    def issue_and_record() -> tuple[str, float, float]:
+        answer: tuple[str, float, float] = issue()
+        issued.append(answer[0])
+        return answer
+
+    monkeypatch.setattr(emu.tokens, "issue", issue_and_record)
+    login = fgsync_process(LOGIN, project, real_keyring, PASSWORD + "\n")
+    texts += [login.stdout, login.stderr]
+    assert login.returncode == EXIT_OK, login.stderr
+    watch = WatchProcess(project, real_keyring)
+    try:
+        watch.out.wait_event("pushed")
+        emu.expire_tokens()
+        edit(project, "after expiry")
+        error = watch.out.wait_event("error")
+        assert error["code"] == "FSS.0401" and error["message"].count("fgsync login") == 1
+        assert emu.uploads("hello") == 1
+        again = fgsync_process(LOGIN, project, real_keyring, PASSWORD + "\n")
+        texts += [again.stdout, again.stderr]
+        assert again.returncode == EXIT_OK, again.stderr
+        pushed = watch.out.wait_event("pushed", 2)
+    finally:
+        code, err = watch.stop()
+        logout = fgsync_process(["logout"], project, real_keyring)
+    texts += [watch.out.text, err, logout.stdout, logout.stderr]
+    assert code == 130, err
+    assert "Traceback" not in err
+    assert logout.returncode == EXIT_OK and logout.stdout.startswith("removed ")
+    assert pushed["digest"] == package_function(load_config(project / "fgsync.toml").functions[0]).sha512
+    assert_in_sync(project, emulator, uploads=2)
+    assert [e["event"] for e in watch.out.events()].count("error") == 1
+    assert len(issued) == 2  # the two logins; the watch had no password to renew with
+    assert_no_secret(*texts, extra=tuple(issued))

@@ -11,6 +11,7 @@ import click
 
 from fgsync.api import FunctionGraphClient, Invocation
 from fgsync.cli.common import common_options
+from fgsync.cli.completion import complete_function_names
 from fgsync.cli.context import app_context
 from fgsync.config import FunctionConfig, select_functions
 from fgsync.errors import EXIT_OK, FgsyncError, UsageError
@@ -21,7 +22,7 @@ MAX_EVENT_BYTES = 6 * 1024 * 1024
 
 
 @click.command("invoke")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_function_names)
 @click.option(
     "--event",
     "event_path",

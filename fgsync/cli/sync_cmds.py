@@ -11,6 +11,7 @@ import click
 from fgsync.api import FunctionGraphClient
 from fgsync.cli import output
 from fgsync.cli.common import common_options
+from fgsync.cli.completion import complete_function_names
 from fgsync.cli.context import AppContext, app_context
 from fgsync.config import Config, FunctionConfig, select_functions
 from fgsync.errors import (
@@ -26,7 +27,7 @@ from fgsync.sync import decide_state, package_function, sync_function
 
 
 @click.command("package")
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=complete_function_names)
 @click.option(
     "-o",
     "--output",
@@ -71,7 +72,7 @@ def package_command(name: Optional[str], output_path: Optional[Path]) -> int:
 
 
 @click.command("push")
-@click.argument("names", nargs=-1)
+@click.argument("names", nargs=-1, shell_complete=complete_function_names)
 @click.option("--force", is_flag=True, help="Upload even when nothing changed.")
 @click.option("--dry-run", is_flag=True, help="Do everything but the upload; say what would happen.")
 @click.option("--no-overwrite", is_flag=True, help="Leave a function alone if its code changed outside fgsync.")
@@ -100,7 +101,7 @@ def push_command(names: tuple[str, ...], force: bool, dry_run: bool, no_overwrit
 
 
 @click.command("status")
-@click.argument("names", nargs=-1)
+@click.argument("names", nargs=-1, shell_complete=complete_function_names)
 @common_options
 def status_command(names: tuple[str, ...]) -> int:
     """Per function: local SHA-512, last push, remote digest, and in sync / out of sync / drift."""

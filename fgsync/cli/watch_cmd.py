@@ -21,6 +21,7 @@ import click
 
 from fgsync.api import FunctionGraphClient
 from fgsync.cli.common import common_options
+from fgsync.cli.completion import complete_function_names
 from fgsync.cli.context import AppContext, app_context
 from fgsync.cli.invoke_cmd import invoke_function, read_event
 from fgsync.config import Config, FunctionConfig, select_functions
@@ -179,7 +180,7 @@ def _abort(_signum: int) -> None:
 
 
 @click.command("watch")
-@click.argument("names", nargs=-1)
+@click.argument("names", nargs=-1, shell_complete=complete_function_names)
 @click.option("--invoke", is_flag=True, help="After each push, invoke the function with its invoke_event.")
 @click.option(
     "--debounce-ms",

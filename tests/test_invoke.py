@@ -297,3 +297,6 @@ def test_describe_failure_without_an_error_object() -> None:
     assert describe_failure(failed('{"errorMessage": "only a message"}', 502)) == (
         "the handler failed with status 502: only a message"
     )
+    assert describe_failure(failed('{"errorType": "KeyError", "errorMessage": "first\\n  second"}')) == (
+        "the handler failed with status 500: KeyError: first second"
+    )

@@ -55,7 +55,8 @@ def describe_failure(invocation: Invocation) -> str:
     """A one-line account of a failed invocation: ``the handler failed with status 500: ValueError: bad``.
 
     The v1 answer's result is the error object (``errorType``, ``errorMessage``, ``stackTrace``) when the
-    handler raised or timed out; anything else is shown as it came, cut to 200 characters.
+    handler raised or timed out; anything else is shown as it came, cut to 200 characters. Line breaks and runs
+    of spaces become single spaces.
     """
     detail = ""
     try:
@@ -67,6 +68,8 @@ def describe_failure(invocation: Invocation) -> str:
         detail = ": ".join(str(part) for part in (kind, message) if part)
     elif invocation.result:
         detail = invocation.result if len(invocation.result) <= 200 else invocation.result[:200] + "…"
+    # One line, so editors and scripts can read it: a multi-line message becomes one.
+    detail = " ".join(detail.split())
     head = f"the handler failed with status {invocation.status}"
     return f"{head}: {detail}" if detail else head
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import httpx
+import keyring
 import pytest
 
 from fgsync.cli import main
@@ -426,3 +427,42 @@ def test_an_iam_answer_with_a_token_that_cannot_be_sent_is_a_clear_error() -> No
         "IAM at https://iam.example.test answered the login with a token fgsync cannot send: it has a space or tab "
         "at character 21"
     )
+
+
+class EchoingKeyring(MemoryKeyring):
+    """A backend whose write errors quote what it was given (some do): fgsync must not pass that on."""
+
+    def __init__(self, failing: str) -> None:
+        super().__init__()
+        self.failing = failing
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        if username.endswith(self.failing):
+            raise RuntimeError(f"cannot store {password!r} for {username}")
+        super().set_password(service, username, password)
+
+
+@pytest.mark.parametrize("failing", ["token #1", "token #2", "password #1"])
+def test_a_keyring_write_error_that_quotes_the_secret_is_reported_without_it(
+    tmp_path: Path, emulator: Any, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    make_tree(tmp_path / "functions" / "hello", {"index.py": HELLO_PY})
+    write_config(tmp_path, endpoint=emulator.url)
+    monkeypatch.chdir(tmp_path)
+    audit = Audit()
+    issue = emulator.emulator.tokens.issue
+
+    def issue_and_record() -> tuple[str, float, float]:
+        answer: tuple[str, float, float] = issue()
+        audit.issued.append(answer[0])
+        return answer
+
+    monkeypatch.setattr(emulator.emulator.tokens, "issue", issue_and_record)
+    keyring.set_keyring(EchoingKeyring(failing))  # the hygiene fixture puts the previous one back
+    stdout, stderr = use_terminals(monkeypatch)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(PASSWORD + "\n"))
+    code = main(["login", "--user", USER, "--domain", DOMAIN, "--password-stdin", "--remember-password"])
+    assert code == EXIT_CREDENTIALS
+    assert stderr.main.text.startswith("Error: the OS keyring failed (writing): RuntimeError: cannot store '<hidden>'")
+    assert len(audit.issued) == 1
+    assert audit.find(stdout.main.text + stderr.main.text) == []

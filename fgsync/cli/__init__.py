@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Optional
+from typing import Optional, TextIO
 
 import click
 
@@ -67,15 +67,26 @@ def _register() -> None:
 _register()
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg, unused-ignore]
+    """Writes to whatever ``sys.stderr`` is at the time of the record, not the one at set-up time (main() may
+    run many times in one process, each with its own stderr, as in tests and `fgsync demo`)."""
+
+    @property  # type: ignore[override, unused-ignore]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 def _configure_logging() -> None:
     logger = logging.getLogger("fgsync")
-    if not any(getattr(h, "_fgsync", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter(_LOG_FORMAT))
-        handler._fgsync = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
     logger.setLevel(logging.WARNING)
-    logger.propagate = False
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

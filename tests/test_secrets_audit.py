@@ -8,6 +8,9 @@ appear in stdout, stderr, any log record of any logger (httpx and httpcore inclu
 any fgsync error raised on the way or of any ``Credentials`` built, nor in any file under the temp HOME, the
 cache folder, the project folder or the emulator's data folder. Secrets are the password (also base64, URL-
 encoded and as unsalted hashes), the SK, and every token the emulator issued (recorded as it issues them).
+
+Below the cycle: the ways a secret was found to escape, or could, each pinned by a test — a token that cannot
+travel in a header (httpx's error quotes the header value), and keyring backends whose errors quote the value.
 """
 
 from __future__ import annotations

@@ -129,9 +129,12 @@ class Collector:
             match = re.search(pattern["regexp"], line)
             if not match:
                 continue
-            assert pattern["kind"] == "file"  # without a line number VS Code needs it
             resource = self._resource(matcher, match.group(pattern["file"]))
-            marker = {"message": match.group(pattern["message"]), "code": None, "severity": matcher["severity"]}
+            message = match.group(pattern["message"])
+            if pattern.get("kind") != "file":  # a location: VS Code drops a match without a line
+                assert match.group(pattern["line"]), line
+                message = f"{match.group(pattern['line'])}:{match.group(pattern['column'])}: {message}"
+            marker = {"message": message, "code": None, "severity": matcher["severity"]}
             if "code" in pattern:
                 marker["code"] = match.group(pattern["code"])
             self.to_clean.discard(resource)
@@ -140,7 +143,7 @@ class Collector:
             return
 
     def problems(self) -> dict[str, list[str]]:
-        """resource (relative to the workspace) -> "code: message" of each problem."""
+        """resource (relative to the workspace) -> "code: message" (or "line:column: message") of each problem."""
         out = {}
         for resource, markers in self.markers.items():
             key = os.path.relpath(resource, self.workspace)
@@ -243,7 +246,7 @@ def kind(line: str) -> str:
 
 
 def test_the_watch_task_patterns_match_the_right_lines_of_real_output(session: dict[str, Any]) -> None:
-    (errors, invoked, config) = tasks()["fgsync watch"]["problemMatcher"]
+    (errors, invoked, *configs) = tasks()["fgsync watch"]["problemMatcher"]
     background = errors["background"]
     lines: list[str] = session["lines"]
     kinds = {kind(line) for line in lines}
@@ -255,7 +258,7 @@ def test_the_watch_task_patterns_match_the_right_lines_of_real_output(session: d
         assert bool(re.search(errors["pattern"]["regexp"], line)) == (k == "error"), line
         failed_invoke = k == "invoked" and not line.split("invoked: status ")[1].startswith("200 ")
         assert bool(re.search(invoked["pattern"]["regexp"], line)) == failed_invoke, line
-        assert not re.search(config["pattern"]["regexp"], line), line
+        assert not any(re.search(config["pattern"]["regexp"], line) for config in configs), line
     (refused,) = [line for line in session["steps"]["refused"] if kind(line) == "error"]
     match = re.search(errors["pattern"]["regexp"], refused)
     assert match
@@ -304,29 +307,57 @@ def _messages(session: dict[str, Any], step: str) -> list[str]:
     return [line.split(": ", 1)[1] for line in session["steps"][step] if kind(line) == "error"]
 
 
+def fgsync_push(folder: Path) -> list[str]:
+    """The stderr lines of a real `fgsync push` in that folder, which must fail with a config error (exit 2)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "fgsync", "push"], cwd=folder, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    return result.stderr.splitlines()
+
+
+def toml_problems(lines: list[str], folder: Path) -> dict[str, list[str]]:
+    """What each task's fgsync.toml matchers make of these lines (they must agree)."""
+    seen = []
+    for label in ("fgsync watch", "fgsync push"):
+        matchers = [m for m in tasks()[label]["problemMatcher"] if "toml" in m["pattern"]["regexp"]]
+        assert len(matchers) == 2
+        collector = Collector(matchers, folder)
+        for line in lines:
+            collector.feed(line)
+        seen.append(collector.problems())
+    assert seen[0] == seen[1]
+    return seen[0]
+
+
 @pytest.mark.parametrize("problems", [1, 2])
 def test_a_config_error_becomes_a_problem_on_fgsync_toml(tmp_path: Path, problems: int) -> None:
     write_config(tmp_path, extra="bogus = 1")
     if problems == 1:
         (tmp_path / "functions" / "hello").mkdir(parents=True)  # else a second problem: no source folder
-    result = subprocess.run(
-        [sys.executable, "-m", "fgsync", "push"], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 2
-    lines = result.stderr.splitlines()
+    lines = fgsync_push(tmp_path)
     assert len(lines) == (1 if problems == 1 else 3)
     # each problem is "<file>: <message>", after "Error: " or, when there are several, indented by two spaces
     messages = [re.sub(r"^(Error: |  )fgsync\.toml: ", "", line) for line in lines if "fgsync.toml: " in line]
     assert len(messages) == problems and "bogus: unknown key" in messages[0]
-    for label in ("fgsync watch", "fgsync push"):
-        (config,) = [m for m in tasks()[label]["problemMatcher"] if "toml" in m["pattern"]["regexp"]]
-        collector = Collector([config], tmp_path)
-        for line in lines:
-            collector.feed(line)
-        assert collector.problems() == {"fgsync.toml": messages}
+    assert toml_problems(lines, tmp_path) == {"fgsync.toml": messages}
     # Vim: one entry, the indented lines appended to the `Error:` line's text
     (entry,) = efm_parse(vim_settings()["errorformat"], lines)
     assert entry == {"type": "E", "text": "\n".join(line.split(" ", 1)[1].lstrip() for line in lines)}
+
+
+def test_a_toml_syntax_error_points_at_its_line_and_column(tmp_path: Path) -> None:
+    (tmp_path / "fgsync.toml").write_text('region = "cn-north-4"\nproject_id "0123"\n')
+    (line,) = fgsync_push(tmp_path)
+    assert line.startswith("Error: fgsync.toml: line 2, column 12: invalid TOML: ")
+    message = line.split(": ", 3)[3]
+    assert toml_problems([line], tmp_path) == {"fgsync.toml": [f"2:12: {message}"]}
+    (entry,) = efm_parse(vim_settings()["errorformat"], [line])
+    assert entry == {"type": "E", "file": "fgsync.toml", "lnum": "2", "col": "12", "text": message}
+    if shutil.which("vim"):  # and Vim itself
+        (item,) = vim_quickfix([line], tmp_path)
+        assert (item["lnum"], item["col"], item["type"], item["text"]) == (2, 12, "E", message)
+        assert item["bufnr"] > 0 and item["valid"]
 
 
 def test_the_push_task_matches_the_error_lines_of_a_failed_push(session: dict[str, Any]) -> None:
@@ -369,8 +400,18 @@ def efm_regexes(efm: str) -> list[tuple[str, re.Pattern[str]]]:
                 if item[i + 1 : i + 3] == ".%" and item[i + 3] == "#":
                     pattern, i = pattern + ".*", i + 4
                     continue
-                names = {"o": r"(?P<module>.+)", "t": r"(?P<type>.)", "m": r"(?P<text>.+)", "f": r"(?P<file>.+?)"}
+                names = {
+                    "o": r"(?P<module>.+)",
+                    "t": r"(?P<type>.)",
+                    "m": r"(?P<text>.+)",
+                    "f": r"(?P<file>.+?)",
+                    "l": r"(?P<lnum>\d+)",
+                    "c": r"(?P<col>\d+)",
+                }
                 pattern += names[token]  # a KeyError names an item this converter does not know
+                i += 2
+            elif item[i] == "\\":  # an escaped character, e.g. "\\," for a comma
+                pattern += re.escape(item[i + 1])
                 i += 2
             else:
                 pattern += re.escape(item[i])
@@ -443,27 +484,34 @@ def test_vim_makeprg_and_errorformat_as_regexes(make_output: list[str]) -> None:
     assert entries[-1]["text"].startswith("unknown function 'nosuch'")
 
 
-@pytest.mark.skipif(shutil.which("vim") is None, reason="vim is not installed (the regex check above still runs)")
-def test_vim_itself_reads_the_output_into_the_quickfix_list(make_output: list[str], tmp_path: Path) -> None:
-    (tmp_path / "make.out").write_text("\n".join(make_output) + "\n")
+def vim_quickfix(lines: list[str], folder: Path) -> list[dict[str, Any]]:
+    """The quickfix list Vim makes of these lines with the page's settings (`:cgetfile`)."""
+    (folder / "make.out").write_text("\n".join(lines) + "\n")
     (block,) = [b for b in fenced("vim") if "errorformat" in b]
     script = textwrap.dedent(
         f"""\
+        cd {folder}
         {block.strip()}
-        cgetfile {tmp_path / "make.out"}
-        call writefile([json_encode(getqflist())], '{tmp_path / "qf.json"}')
+        cgetfile {folder / "make.out"}
+        call writefile([json_encode(getqflist())], '{folder / "qf.json"}')
         qall!
         """
     )
-    (tmp_path / "script.vim").write_text(script)
+    (folder / "script.vim").write_text(script)
     subprocess.run(
-        ["vim", "-N", "-u", "NONE", "-i", "NONE", "-n", "-es", "-S", str(tmp_path / "script.vim")],
+        ["vim", "-N", "-u", "NONE", "-i", "NONE", "-n", "-es", "-S", str(folder / "script.vim")],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         timeout=30,
         check=False,
     )
-    items = json.loads((tmp_path / "qf.json").read_text())
+    items: list[dict[str, Any]] = json.loads((folder / "qf.json").read_text())
+    return items
+
+
+@pytest.mark.skipif(shutil.which("vim") is None, reason="vim is not installed (the regex check above still runs)")
+def test_vim_itself_reads_the_output_into_the_quickfix_list(make_output: list[str], tmp_path: Path) -> None:
+    items = vim_quickfix(make_output, tmp_path)
     valid = [{"module": i["module"], "type": i["type"], "text": i["text"]} for i in items if i["valid"]]
     assert valid == [{"module": "", **e} if "module" not in e else e for e in expected_quickfix(make_output)]
     assert all(i["bufnr"] == 0 for i in items)  # no buffer named after a function

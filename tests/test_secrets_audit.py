@@ -160,7 +160,8 @@ def recording(audit: Audit, emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> I
 
 @contextmanager
 def every_log_record(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    """DEBUG for every logger; fgsync's own logger does not propagate (it has its stderr handler), so hook it too."""
+    """DEBUG for every logger. fgsync's own logger is hooked directly as well, so its records are seen even if
+    the cli stops them from propagating (it used to); a record seen twice is only searched twice."""
     caplog.set_level(logging.DEBUG)
     fgsync_logger = logging.getLogger("fgsync")
     fgsync_logger.addHandler(caplog.handler)

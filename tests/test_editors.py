@@ -53,6 +53,7 @@ class Watch:
         home = project / ".home"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("FGSYNC_", "CLOUD_SDK_", "XDG_"))}
         env.update(FGSYNC_TOKEN=TOKEN, FGSYNC_CACHE_DIR=str(home / "cache"), PYTHONUNBUFFERED="1", HOME=str(home))
+        env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"  # FGSYNC_TOKEN wins; never the real one
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fgsync", "watch", *args],
             cwd=project,

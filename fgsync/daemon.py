@@ -82,7 +82,7 @@ class _State:
     attempt: int = 0  # consecutive retryable failures
     retry_at: float = 0.0  # not before this time (backoff, or the periodic retry while paused)
     paused: bool = False  # credentials refused
-    stamp: str = ""  # credential_stamp() when paused
+    stamp: str = ""  # credential_stamp() when the sync that got paused started
     stamp_check_at: float = 0.0
     locked: bool = False  # a git index.lock held it at the last look
     lock_check_at: float = 0.0
@@ -131,6 +131,9 @@ class Scheduler:
                 continue
             state.running = True
             state.dirty = False
+            # Taken at the start, not at the failure: a login that lands while the failing request is in
+            # flight must still count as a change of credentials.
+            state.stamp = self._stamp()
             started.append(name)
         return started
 
@@ -196,8 +199,7 @@ class Scheduler:
         state.attempt = 0
         state.retry_at = now + self.timing.auth_retry
         state.stamp_check_at = now + self.timing.auth_poll
-        # Only credentials that change after this failure are worth an early retry.
-        state.stamp = self._stamp()
+        # Only credentials that change after the failed sync started are worth an early retry (state.stamp).
         if state.paused:
             logger.info("%s: credentials still refused", name)
             return None

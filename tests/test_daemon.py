@@ -99,6 +99,16 @@ def test_credentials_error_pauses_until_the_stamp_changes_or_the_periodic_retry(
     assert s.finished("a", None, 37.5) is None and not s.paused("a")
 
 
+def test_a_login_that_lands_while_the_failing_request_is_in_flight_still_resumes_early() -> None:
+    stamp = ["token-1"]
+    s = Scheduler(["a"], timing=T, credential_stamp=lambda: stamp[0])
+    assert s.due(0.0) == ["a"]
+    stamp[0] = "token-2"  # `fgsync login` finished before the 401 of the old token came back
+    s.finished("a", AuthApiError("token expired", status=401, code="FSS.0401"), 0.5)
+    assert s.paused("a")
+    assert s.due(2.5) == ["a"], "the next stamp poll sees new credentials, not the 30 s periodic retry"
+
+
 def test_a_credentials_error_that_already_says_how_to_log_in_is_not_told_twice() -> None:
     s = Scheduler(["a"], timing=T)
     s.due(0.0)

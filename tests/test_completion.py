@@ -76,7 +76,7 @@ def test_commands_and_options_complete(
 ) -> None:
     monkeypatch.chdir(tmp_path)  # no fgsync.toml here or above: still no error
     assert complete(monkeypatch, capsys, "fgsync pu") == ["plain,push"]
-    assert values(complete(monkeypatch, capsys, "fgsync ")) == sorted(
+    assert sorted(values(complete(monkeypatch, capsys, "fgsync "))) == sorted(
         ["auth", "demo", "emulator", "init", "invoke", "login", "logout", "package", "push", "status", "watch"]
     )
     assert "--debounce-ms" in values(complete(monkeypatch, capsys, "fgsync watch --de"))

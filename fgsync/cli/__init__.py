@@ -7,6 +7,7 @@ is decorated with :func:`common_options`, whose callbacks write into the one :cl
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -23,7 +24,38 @@ from fgsync.events import error_event
 _LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: Command name -> "module:attribute". Modules load only when their command runs (or help lists them), so
+#: `fgsync --version` and shell completion of command names stay quick.
+COMMANDS = {
+    "init": "fgsync.cli.init_cmd:init_command",
+    "login": "fgsync.cli.auth_cmds:login_command",
+    "logout": "fgsync.cli.auth_cmds:logout_command",
+    "auth": "fgsync.cli.auth_cmds:auth_command",
+    "package": "fgsync.cli.sync_cmds:package_command",
+    "push": "fgsync.cli.sync_cmds:push_command",
+    "watch": "fgsync.cli.watch_cmd:watch_command",
+    "status": "fgsync.cli.sync_cmds:status_command",
+    "invoke": "fgsync.cli.invoke_cmd:invoke_command",
+    "emulator": "fgsync.cli.emulator_cmd:emulator_command",
+    "demo": "fgsync.cli.demo_cmd:demo_command",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> Optional[click.Command]:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="fgsync")
 @common_options
 def cli() -> None:
@@ -36,35 +68,6 @@ def cli() -> None:
       fgsync login                store an IAM token in the OS keyring
       fgsync watch                push every save, skipping what did not really change
     """
-
-
-def _register() -> None:
-    from fgsync.cli.init_cmd import init_command
-    from fgsync.cli.invoke_cmd import invoke_command
-    from fgsync.cli.sync_cmds import package_command, push_command, status_command
-
-    for command in (init_command, package_command, push_command, status_command, invoke_command):
-        cli.add_command(command)
-
-    from fgsync.cli.emulator_cmd import emulator_command
-
-    cli.add_command(emulator_command)
-
-    from fgsync.cli.auth_cmds import auth_command, login_command, logout_command
-
-    for command in (login_command, logout_command, auth_command):
-        cli.add_command(command)
-
-    from fgsync.cli.watch_cmd import watch_command
-
-    cli.add_command(watch_command)
-
-    from fgsync.cli.demo_cmd import demo_command
-
-    cli.add_command(demo_command)
-
-
-_register()
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg, unused-ignore]

@@ -7,16 +7,17 @@ import os
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import click
-import httpx
 
-from fgsync.api import FunctionGraphClient
 from fgsync.cli.output import Reporter
 from fgsync.config import Config, find_config, load_config
-from fgsync.credentials import Credentials, resolve_credentials
-from fgsync.state import StateStore
+
+if TYPE_CHECKING:  # imported where used: httpx and keyring are slow to import and not every command needs them
+    from fgsync.api import FunctionGraphClient
+    from fgsync.credentials import Credentials
+    from fgsync.state import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +55,15 @@ class AppContext:
     @property
     def store(self) -> StateStore:
         if self._store is None:
+            from fgsync.state import StateStore
+
             self._store = StateStore(self.state_root)
         return self._store
 
     def verify(self, config: Config) -> ssl.SSLContext:
         """TLS settings: the default trust store, plus `ca_bundle` when set. Verification is never off."""
+        import httpx
+
         context = httpx.create_ssl_context()
         if config.ca_bundle is not None:
             context.load_verify_locations(cafile=str(config.ca_bundle))
@@ -66,6 +71,8 @@ class AppContext:
 
     def credentials(self, config: Config) -> Credentials:
         """Resolve credentials in SPEC order: FGSYNC_TOKEN, CLOUD_SDK_AK/SK, the OS keyring."""
+        from fgsync.credentials import resolve_credentials
+
         return resolve_credentials(
             iam_endpoint=config.iam_endpoint,
             project_id=config.project_id,
@@ -78,6 +85,8 @@ class AppContext:
 
     def make_client(self, config: Config, credentials: Optional[Credentials] = None) -> FunctionGraphClient:
         """A FunctionGraph client for this config, authenticated with the resolved credentials."""
+        from fgsync.api import FunctionGraphClient
+
         creds = credentials if credentials is not None else self.credentials(config)
         return FunctionGraphClient(
             config.endpoint,

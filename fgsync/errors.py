@@ -7,6 +7,7 @@ The tree::
      │    └── ConfigError            exit 2, code "config"    fgsync.toml problems: file, key, value, what is allowed
      ├── PackageError                exit 1, code "package"   symlink out of source, unreadable file, empty, > 50 MB
      ├── BuildError                  exit 1, code "build"     the function's `build` command failed (carries its output)
+     ├── HandlerError                exit 1, code "function"  the invoked handler raised, timed out or did not load
      ├── DriftError                  exit 1, code "drift"     --no-overwrite and someone else changed the function
      ├── CredentialsError            exit 3, code "auth"      no credentials, keyring unusable, login failed
      │    └── KeyringError           exit 3, code "auth"      the OS keyring is absent, locked or timed out
@@ -73,6 +74,12 @@ class BuildError(FgsyncError):
         self.output = output
         self.returncode = returncode
         super().__init__(message)
+
+
+class HandlerError(FgsyncError):
+    """The function ran but failed: it raised, timed out, or could not be loaded."""
+
+    code = "function"
 
 
 class DriftError(FgsyncError):

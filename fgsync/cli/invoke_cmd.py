@@ -13,8 +13,9 @@ from fgsync.api import FunctionGraphClient, Invocation
 from fgsync.cli.common import common_options
 from fgsync.cli.completion import complete_function_names
 from fgsync.cli.context import app_context
+from fgsync.cli.output import failure_summary
 from fgsync.config import FunctionConfig, select_functions
-from fgsync.errors import EXIT_OK, FgsyncError, UsageError
+from fgsync.errors import EXIT_OK, HandlerError, UsageError
 from fgsync.events import Emit, Event
 
 #: FunctionGraph's limit for a sync invocation's event.
@@ -45,31 +46,16 @@ def invoke_command(name: str, event_path: Optional[str]) -> int:
     return EXIT_OK
 
 
-class HandlerError(FgsyncError):
-    """The function ran but failed: it raised, timed out, or could not be loaded (exit 1)."""
-
-    code = "function"
-
-
 def describe_failure(invocation: Invocation) -> str:
     """A one-line account of a failed invocation: ``the handler failed with status 500: ValueError: bad``.
 
     The v1 answer's result is the error object (``errorType``, ``errorMessage``, ``stackTrace``) when the
-    handler raised or timed out; anything else is shown as it came, cut to 200 characters. Line breaks and runs
-    of spaces become single spaces.
+    handler raised or timed out; anything else is shown as it came, cut to 200 characters, on one line.
     """
-    detail = ""
-    try:
-        result = json.loads(invocation.result)
-    except ValueError:
-        result = None
-    if isinstance(result, dict) and (result.get("errorType") or result.get("errorMessage")):
-        kind, message = result.get("errorType"), result.get("errorMessage")
-        detail = ": ".join(str(part) for part in (kind, message) if part)
-    elif invocation.result:
-        detail = invocation.result if len(invocation.result) <= 200 else invocation.result[:200] + "…"
-    # One line, so editors and scripts can read it: a multi-line message becomes one.
-    detail = " ".join(detail.split())
+    detail = failure_summary(invocation.result)
+    if detail is None:
+        raw = invocation.result if len(invocation.result) <= 200 else invocation.result[:200] + "…"
+        detail = " ".join(raw.split())
     head = f"the handler failed with status {invocation.status}"
     return f"{head}: {detail}" if detail else head
 

@@ -94,17 +94,28 @@ def render_human(event: Event) -> str:
     return event.event
 
 
-def _invocation_outcome(result: Any) -> str:
-    """``result {...}``, or for a handler error ``failed: ZeroDivisionError: division by zero`` (the log has
-    the traceback); long results are cut so one invocation stays a few lines."""
-    text = result if isinstance(result, str) else json.dumps(result)
+def failure_summary(result: Any) -> Optional[str]:
+    """``ValueError: bad input`` when an invocation's result is FunctionGraph's error object, else None.
+
+    One line (runs of white space folded), so editors and scripts can read it.
+    """
     try:
-        data = json.loads(text)
-    except (TypeError, ValueError):
-        data = None
-    if isinstance(data, dict) and "errorMessage" in data:
-        kind = data.get("errorType")
-        return f"failed: {kind}: {data['errorMessage']}" if kind else f"failed: {data['errorMessage']}"
+        data = json.loads(result) if isinstance(result, str) else result
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not (data.get("errorType") or data.get("errorMessage")):
+        return None
+    text = ": ".join(str(part) for part in (data.get("errorType"), data.get("errorMessage")) if part)
+    return " ".join(text.split())
+
+
+def _invocation_outcome(result: Any) -> str:
+    """``result {...}``, or for a handler error ``failed: ZeroDivisionError: division by zero`` (the log tail
+    has the traceback); long results are cut so one invocation stays a few lines."""
+    failure = failure_summary(result)
+    if failure is not None:
+        return f"failed: {failure}"
+    text = result if isinstance(result, str) else json.dumps(result)
     return f"result {text if len(text) <= 300 else text[:297] + '...'}"
 
 

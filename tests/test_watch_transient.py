@@ -11,14 +11,36 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from conftest import make_tree
-from test_daemon import Events, FakeSync, idle, running
+from test_daemon import FAST, Events, FakeSync, idle
 from test_watch import collect, make_fn, target
 
+from fgsync.config import FunctionConfig
+from fgsync.daemon import Daemon
 from fgsync.watch import Change, FileEventSource, RawEvent, watch_changes
+
+
+@contextmanager
+def running(fn: FunctionConfig, sync: FakeSync, events: Events) -> Iterator[None]:
+    """The daemon over one function with a 250 ms debounce: a temp file's creation and its rename always fall
+    in one burst, even when a loaded machine delays the observer thread."""
+    stop = threading.Event()
+    daemon = Daemon([fn], sync=sync, emit=events, stop_event=stop, debounce_ms=250, max_wait_ms=3000, timing=FAST)
+    thread = threading.Thread(target=daemon.run)
+    thread.start()
+    try:
+        events.wait(lambda: bool(events.named("watching")))
+        yield
+    finally:
+        stop.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert events.items[-1].event == "stopped"
 
 
 def sed_style_save(path: Path, text: str) -> str:
@@ -91,7 +113,7 @@ def test_a_sed_style_save_reports_only_the_edited_file(tmp_path: Path) -> None:
     src = make_tree(tmp_path / "hello", {"index.py": "v1", "lib/util.py": "u"})
     events = Events()
     sync = FakeSync(events)
-    with running([make_fn("hello", src)], sync, events):
+    with running(make_fn("hello", src), sync, events):
         idle(sync, events, "hello", 1)
         temp = sed_style_save(src / "index.py", "v2")
         idle(sync, events, "hello", 2)
@@ -110,7 +132,7 @@ def test_real_sed_in_place_reports_only_the_edited_file(tmp_path: Path) -> None:
     src = make_tree(tmp_path / "hello", {"index.py": "GREETING = 'hello'\n"})
     events = Events()
     sync = FakeSync(events)
-    with running([make_fn("hello", src)], sync, events):
+    with running(make_fn("hello", src), sync, events):
         idle(sync, events, "hello", 1)
         subprocess.run(["sed", "-i", "s/hello/bonjour/", str(src / "index.py")], check=True)
         idle(sync, events, "hello", 2)
@@ -123,7 +145,7 @@ def test_a_burst_of_only_transient_paths_still_syncs_without_a_change_line(tmp_p
     src = make_tree(tmp_path / "hello", {"index.py": "v1"})
     events = Events()
     sync = FakeSync(events)
-    with running([make_fn("hello", src)], sync, events):
+    with running(make_fn("hello", src), sync, events):
         idle(sync, events, "hello", 1)
         (src / "probe.py").write_text("p")
         (src / "probe.py").unlink()

@@ -8,6 +8,7 @@ does with unknown keys). Array-of-table indexes in key paths are 1-based: ``func
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
+from urllib.parse import urlsplit
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -141,8 +143,9 @@ def find_config(explicit: Optional[str], *, env: Mapping[str, str], cwd: Path) -
             continue
         path = Path(os.path.abspath(cwd / Path(value).expanduser()))
         if path.is_dir():
-            raise ConfigError(f"{value} (from {origin}) is a folder; give the path of the fgsync.toml file",
-                              path=str(path))
+            raise ConfigError(
+                f"{value} (from {origin}) is a folder; give the path of the fgsync.toml file", path=str(path)
+            )
         if not path.is_file():
             raise ConfigError(f"config file not found: {value} (from {origin})", path=str(path))
         log.debug("using %s (from %s)", path, origin)
@@ -210,8 +213,9 @@ def select_functions(config: Config, names: Sequence[str]) -> tuple[FunctionConf
     by_name = {fn.name: fn for fn in config.functions}
     unknown = [name for name in names if name not in by_name]
     if unknown:
-        hints = [f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(n, by_name, 1)) else ""
-                 for n in unknown]
+        hints = [
+            f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(n, by_name, 1)) else "" for n in unknown
+        ]
         listed = ", ".join(f"{n!r}{h}" for n, h in zip(unknown, hints))
         known = ", ".join(sorted(by_name))
         noun = "function" if len(unknown) == 1 else "functions"
@@ -235,8 +239,7 @@ def _syntax_error(message: str, text: str) -> str:
     found = re.search(r"\s*\(at end of document\)$", message)
     if found:
         lines = text.split("\n")
-        return (f"line {len(lines)}, column {len(lines[-1]) + 1} (end of file): invalid TOML: "
-                f"{message[: found.start()]}")
+        return f"line {len(lines)}, column {len(lines[-1]) + 1} (end of file): invalid TOML: {message[: found.start()]}"
     return f"invalid TOML: {message}"
 
 
@@ -275,12 +278,17 @@ class _Checker:
         # Without region the default URNs need one from somewhere, but say so only when region may be absent.
         self.region_given = "region" in data or not ("endpoint" in data and "iam_endpoint" in data)
         region = top.string("region", 'must be a region id such as "cn-north-4"', pattern=REGION_RE)
-        project_id = top.string("project_id", "must be 32 letters and digits (the project id of the region)",
-                                pattern=PROJECT_ID_RE, required=True)
+        project_id = top.string(
+            "project_id",
+            "must be 32 letters and digits (the project id of the region)",
+            pattern=PROJECT_ID_RE,
+            required=True,
+        )
         endpoint, iam_endpoint = top.url("endpoint"), top.url("iam_endpoint")
         if "region" not in data and not ("endpoint" in data and "iam_endpoint" in data):
-            self.missing("region", 'required (a region id such as "cn-north-4") unless both endpoint and '
-                         "iam_endpoint are given")
+            self.missing(
+                "region", 'required (a region id such as "cn-north-4") unless both endpoint and iam_endpoint are given'
+            )
         if region:
             endpoint = endpoint or default_endpoint(region)
             iam_endpoint = iam_endpoint or default_iam_endpoint(region)
@@ -295,9 +303,17 @@ class _Checker:
         functions = self.functions(data.get("function"), region, project_id)
         if self.problems or not (project_id and endpoint and iam_endpoint):
             return None
-        return Config(path=path, region=region, project_id=project_id, endpoint=endpoint,
-                      iam_endpoint=iam_endpoint, ca_bundle=ca_bundle, auth=auth_config, watch=watch,
-                      functions=functions)
+        return Config(
+            path=path,
+            region=region,
+            project_id=project_id,
+            endpoint=endpoint,
+            iam_endpoint=iam_endpoint,
+            ca_bundle=ca_bundle,
+            auth=auth_config,
+            watch=watch,
+            functions=functions,
+        )
 
     def watch(self, table: _Table) -> WatchConfig:
         allowed = "must be an integer >= 0 (milliseconds)"
@@ -317,8 +333,11 @@ class _Checker:
             self.missing("function", needed)
             return ()
         if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-            self.bad("function", value, "must be an array of tables: write [[function]] (double brackets) "
-                     "before each function's keys")
+            self.bad(
+                "function",
+                value,
+                "must be an array of tables: write [[function]] (double brackets) before each function's keys",
+            )
             return ()
         if not value:
             self.bad("function", value, needed)
@@ -330,8 +349,9 @@ class _Checker:
             if not isinstance(name, str) or not NAME_RE.match(name):
                 continue
             if name in first_index:
-                self.bad(f"function[{index}].name", name, f"must be unique; function[{first_index[name]}] "
-                         "already uses it")
+                self.bad(
+                    f"function[{index}].name", name, f"must be unique; function[{first_index[name]}] already uses it"
+                )
             else:
                 first_index[name] = index
                 if fn is not None:
@@ -340,8 +360,12 @@ class _Checker:
 
     def function(self, t: _Table, region: Optional[str], project_id: Optional[str]) -> Optional[FunctionConfig]:
         before = len(self.problems)
-        name = t.string("name", "must be letters, digits, - and _ (the local name used on the command line)",
-                        pattern=NAME_RE, required=True)
+        name = t.string(
+            "name",
+            "must be letters, digits, - and _ (the local name used on the command line)",
+            pattern=NAME_RE,
+            required=True,
+        )
         source = t.path("source", "an existing folder", kind="folder", required=True)
         package = t.string("package", "must be a package name: letters, digits, - and _", pattern=NAME_RE)
         urn = self.urn(t, region, project_id, package)
@@ -350,10 +374,16 @@ class _Checker:
         if code_type == "jar" and "artifact" not in t.data:
             self.missing(t.prefix + "artifact", 'required when code_type = "jar": the jar file to upload')
         if code_type == "zip" and "artifact" in t.data:
-            self.bad(t.prefix + "artifact", t.data["artifact"], 'only allowed with code_type = "jar"; a zip '
-                     "function packages its source folder")
-        code_filename = t.string("code_filename", 'must be a file name such as "index.zip", without folders',
-                                 pattern=re.compile(r"^[^/\\]+$"))
+            self.bad(
+                t.prefix + "artifact",
+                t.data["artifact"],
+                'only allowed with code_type = "jar"; a zip function packages its source folder',
+            )
+        code_filename = t.string(
+            "code_filename",
+            'must be a file name such as "index.zip", without folders',
+            pattern=re.compile(r"^[^/\\]+$"),
+        )
         build = t.string("build", "must be a shell command (a non-empty string)")
         exclude = t.strings("exclude", "gitignore-style patterns")
         use_gitignore = t.boolean("use_gitignore")
@@ -363,14 +393,22 @@ class _Checker:
         if len(self.problems) > before or name is None or source is None or urn is None:
             return None
         return FunctionConfig(
-            name=name, source=source, urn=urn, package=urn.split(":")[5], code_type=code_type,
-            code_filename=code_filename or (artifact.name if artifact else "index.zip"), artifact=artifact,
-            build=build, exclude=exclude or (), use_gitignore=use_gitignore, depend_version_list=depends,
-            kms_key_id=kms_key_id, invoke_event=invoke_event,
+            name=name,
+            source=source,
+            urn=urn,
+            package=urn.split(":")[5],
+            code_type=code_type,
+            code_filename=code_filename or (artifact.name if artifact else "index.zip"),
+            artifact=artifact,
+            build=build,
+            exclude=exclude or (),
+            use_gitignore=use_gitignore,
+            depend_version_list=depends,
+            kms_key_id=kms_key_id,
+            invoke_event=invoke_event,
         )
 
-    def urn(self, t: _Table, region: Optional[str], project_id: Optional[str],
-            package: Optional[str]) -> Optional[str]:
+    def urn(self, t: _Table, region: Optional[str], project_id: Optional[str], package: Optional[str]) -> Optional[str]:
         """The function's URN, ending in ``:latest``: the given one checked, or the default built."""
         key = t.prefix + "urn"
         if "urn" not in t.data:
@@ -380,23 +418,37 @@ class _Checker:
             if region is None or project_id is None or not isinstance(name, str) or not NAME_RE.match(name):
                 return None
             return default_urn(region, project_id, package or "default", name)
-        allowed = ("must be a function URN urn:fss:<region>:<project_id>:function:<package>:<name>[:latest]")
+        allowed = "must be a function URN urn:fss:<region>:<project_id>:function:<package>:<name>[:latest]"
         value = t.string("urn", allowed)
         if value is None:
             return None
         parts = value.split(":")
-        if not (_URN_CHARS_RE.match(value) and len(parts) in (7, 8) and parts[:2] == ["urn", "fss"]
-                and parts[4] == "function" and REGION_RE.match(parts[2]) and PROJECT_ID_RE.match(parts[3])
-                and NAME_RE.match(parts[5]) and NAME_RE.match(parts[6])):
+        if not (
+            _URN_CHARS_RE.match(value)
+            and len(parts) in (7, 8)
+            and parts[:2] == ["urn", "fss"]
+            and parts[4] == "function"
+            and REGION_RE.match(parts[2])
+            and PROJECT_ID_RE.match(parts[3])
+            and NAME_RE.match(parts[5])
+            and NAME_RE.match(parts[6])
+        ):
             self.bad(key, value, allowed)
             return None
         if len(parts) == 8 and parts[7] != "latest":
             what = "an alias" if parts[7].startswith("!") else "a published version"
-            self.bad(key, value, f"names {what}; only the latest version can be updated: end the URN with "
-                     ":latest or leave the version out")
+            self.bad(
+                key,
+                value,
+                f"names {what}; only the latest version can be updated: end the URN with "
+                ":latest or leave the version out",
+            )
             return None
-        expected = (("region", region, parts[2]), ("project_id", project_id, parts[3]),
-                    (t.prefix + "package", package, parts[5]))
+        expected = (
+            ("region", region, parts[2]),
+            ("project_id", project_id, parts[3]),
+            (t.prefix + "package", package, parts[5]),
+        )
         mismatches = [(what, mine) for what, mine, theirs in expected if mine is not None and mine != theirs]
         for what, mine in mismatches:
             self.bad(key, value, f'must match {what} = "{mine}"')
@@ -422,8 +474,9 @@ class _Table:
             hint = f'did you mean "{close[0]}"?' if close else "allowed keys: " + ", ".join(allowed)
         self.checker.problems.append((full, f"{self.checker.shown}: {full}: unknown key; {hint}"))
 
-    def string(self, key: str, allowed: str, *, pattern: Optional[re.Pattern[str]] = None,
-               required: bool = False) -> Optional[str]:
+    def string(
+        self, key: str, allowed: str, *, pattern: Optional[re.Pattern[str]] = None, required: bool = False
+    ) -> Optional[str]:
         """A non-empty string (matching pattern), or None when absent or bad."""
         if key not in self.data:
             if required:
@@ -478,6 +531,14 @@ class _Table:
         if value is not None and not re.match(r"^https?://[^/\s?#@]+(/[^\s?#]*)?$", value, re.IGNORECASE):
             self.checker.bad(key, value, allowed)
             return None
+        if value is not None and value.lower().startswith("http://") and not _is_loopback_url(value):
+            # Tokens, passwords and code would cross the network in clear text.
+            self.checker.bad(
+                key,
+                value,
+                "must be https://; plain http:// is only for a local emulator on 127.0.0.1, ::1 or localhost",
+            )
+            return None
         return None if value is None else value.rstrip("/")
 
     def path(self, key: str, what: str, *, kind: Optional[str] = None, required: bool = False) -> Optional[Path]:
@@ -492,3 +553,13 @@ class _Table:
             state = f"is not a {kind}" if resolved.exists() else "does not exist"
             self.checker.bad(self.prefix + key, value, f"{allowed}; {resolved} {state}")
         return resolved
+
+
+def _is_loopback_url(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

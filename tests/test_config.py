@@ -224,6 +224,11 @@ def test_endpoints_without_region_need_a_urn_per_function(project: Path) -> None
             '"https://functiongraph.cn-north-4.myhuaweicloud.com"',
         ),
         (
+            HEADER + 'iam_endpoint = "http://iam.example.com"\n' + HELLO,
+            'fgsync.toml: iam_endpoint = "http://iam.example.com": must be https://; plain http:// is only for a '
+            "local emulator on 127.0.0.1, ::1 or localhost",
+        ),
+        (
             HEADER + "iam_endpoint = 8080\n" + HELLO,
             "fgsync.toml: iam_endpoint = 8080: must be an http:// or https:// URL such as "
             '"https://functiongraph.cn-north-4.myhuaweicloud.com"',
@@ -594,3 +599,11 @@ def test_example_file_mirrors_the_spec_defaults(tmp_path: Path) -> None:
     assert lines["code_filename"] == '"index.zip"'
     assert lines["package"] == '"default"'
     assert lines["use_gitignore"] == "false"
+
+
+@pytest.mark.parametrize(
+    "url", ["http://localhost:8808", "http://127.0.0.2:1", "http://[::1]:8808", "https://x.example"]
+)
+def test_plain_http_is_for_loopback_emulators_only(project: Path, url: str) -> None:
+    config = load_config(write(project, HEADER + f'endpoint = "{url}"\niam_endpoint = "{url}"\n' + HELLO))
+    assert config.endpoint == config.iam_endpoint == url

@@ -385,15 +385,27 @@ def watch_changes(
 def _mark_transient(batch: set[Change], raw_paths: dict[Change, str], born: dict[str, bool]) -> set[Change]:
     """``batch`` with the changes whose path was created in the burst and is gone at its end marked transient.
 
-    A deleted path whose first event was not "created" existed before the burst: its deletion is real.
+    A path counts as created when its own first event was "created", or a folder above it was created in the
+    burst (the file's own creation may come before the watch on the new folder is up). A deleted path that was
+    not created in the burst existed before it: its deletion is real.
     """
     marked = set()
     for change in batch:
         path = raw_paths.get(change)
-        if path is not None and born.get(path) and not os.path.lexists(path):
+        if path is not None and _born_in_burst(path, born) and not os.path.lexists(path):
             change = change._replace(transient=True)
         marked.add(change)
     return marked
+
+
+def _born_in_burst(path: str, born: dict[str, bool]) -> bool:
+    while True:
+        if born.get(path):
+            return True
+        parent = os.path.dirname(path)
+        if parent == path:
+            return False
+        path = parent
 
 
 def git_lock_held(source: Path) -> bool:

@@ -22,7 +22,7 @@ from test_watch import collect, make_fn, target
 
 from fgsync.config import FunctionConfig
 from fgsync.daemon import Daemon
-from fgsync.watch import Change, FileEventSource, RawEvent, watch_changes
+from fgsync.watch import Change, FileEventSource, RawEvent, _mark_transient, watch_changes
 
 
 @contextmanager
@@ -70,6 +70,8 @@ def test_the_watcher_marks_paths_created_and_gone_within_a_burst(tmp_path: Path)
     os.rename(src / "draft.py", src / "new.py")
 
     # tmpdir/x.py may come and go before the new folder's watch is up: only tmpdir itself is sure to be seen.
+    # When x.py is seen, its first event may not be "created" (the watch came late), but its folder was created
+    # in the burst, so it is transient all the same.
     want = {"index.py", "old.py", "new.py", temp, "scratch.txt", "tmpdir", "draft.py"}
     batches: list[set[Change]] = []
     paths = collect(map(lambda b: batches.append(b) or b, gen), stop, lambda seen: want <= seen)
@@ -152,3 +154,24 @@ def test_a_burst_of_only_transient_paths_still_syncs_without_a_change_line(tmp_p
         idle(sync, events, "hello", 2)  # something happened: the function is checked again
     assert sync.count("hello") == 2
     assert events.named("change", "hello") == []
+
+
+def test_a_file_inside_a_folder_created_in_the_burst_is_transient_whatever_its_own_first_event(
+    tmp_path: Path,
+) -> None:
+    """The watch on a new folder comes up late: its file's first event may be "modified", not "created"."""
+
+    gone_dir = str(tmp_path / "tmpdir")
+    gone_file = str(tmp_path / "tmpdir" / "x.py")
+    kept = make_tree(tmp_path, {"index.py": "v2"}) / "index.py"
+    deleted = str(tmp_path / "old.py")  # existed before the burst: its first event was "deleted"
+    changes = {name: Change("hello", name) for name in ("tmpdir", "tmpdir/x.py", "index.py", "old.py")}
+    raw_paths = {
+        changes["tmpdir"]: gone_dir,
+        changes["tmpdir/x.py"]: gone_file,
+        changes["index.py"]: str(kept),
+        changes["old.py"]: deleted,
+    }
+    born = {gone_dir: True, gone_file: False, str(kept): False, deleted: False}
+    marked = {c.path: c.transient for c in _mark_transient(set(changes.values()), raw_paths, born)}
+    assert marked == {"tmpdir": True, "tmpdir/x.py": True, "index.py": False, "old.py": False}

@@ -1,0 +1,103 @@
+"""The shape of fgsync.toml: its keys, defaults and the frozen dataclasses it loads into."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+CONFIG_FILENAME = "fgsync.toml"
+CONFIG_ENV = "FGSYNC_CONFIG"
+
+TOP_KEYS = ("region", "project_id", "endpoint", "iam_endpoint", "ca_bundle", "auth", "watch", "function")
+AUTH_KEYS = ("method", "user", "domain")
+WATCH_KEYS = ("debounce_ms", "max_wait_ms", "poll")
+FUNCTION_KEYS = (
+    "name", "source", "urn", "package", "code_type", "code_filename", "artifact", "build", "exclude",
+    "use_gitignore", "depend_version_list", "kms_key_id", "invoke_event",
+)  # fmt: skip
+#: Every key the file may hold, per table ("" is the top level); docs and tests check against it.
+SCHEMA: Mapping[str, tuple[str, ...]] = {
+    "": TOP_KEYS, "auth": AUTH_KEYS, "watch": WATCH_KEYS, "function": FUNCTION_KEYS,
+}  # fmt: skip
+
+DEFAULT_DEBOUNCE_MS = 300
+DEFAULT_MAX_WAIT_MS = 3000
+
+REGION_RE = re.compile(r"^[a-z]{2}-[a-z]+-\d+$")
+PROJECT_ID_RE = re.compile(r"^[A-Za-z0-9]{32}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+_URN_CHARS_RE = re.compile(r"^[A-Za-z0-9_:!-]+$")
+# Names people reach for when they try to put a credential in the file; we refuse to read them.
+_SECRET_KEYS = frozenset({"password", "token", "sk", "ak", "secret", "secret_key", "access_key"})
+
+
+@dataclass(frozen=True)
+class FunctionConfig:
+    """One ``[[function]]`` table, with defaults applied and paths made absolute."""
+
+    name: str
+    source: Path
+    urn: str
+    package: str
+    code_type: str
+    code_filename: str
+    artifact: Optional[Path]
+    build: Optional[str]
+    exclude: tuple[str, ...]
+    use_gitignore: bool
+    depend_version_list: Optional[tuple[str, ...]]
+    kms_key_id: Optional[str]
+    invoke_event: Optional[Path]
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    """The ``[watch]`` table."""
+
+    debounce_ms: int = DEFAULT_DEBOUNCE_MS
+    max_wait_ms: int = DEFAULT_MAX_WAIT_MS
+    poll: bool = False
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """The ``[auth]`` table."""
+
+    method: str = "token"
+    user: Optional[str] = None
+    domain: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """A loaded, validated fgsync.toml."""
+
+    path: Path
+    region: Optional[str]
+    project_id: str
+    endpoint: str
+    iam_endpoint: str
+    ca_bundle: Optional[Path]
+    auth: AuthConfig
+    watch: WatchConfig
+    functions: tuple[FunctionConfig, ...]
+
+
+def default_endpoint(region: str) -> str:
+    """The FunctionGraph endpoint of a region."""
+    return f"https://functiongraph.{region}.myhuaweicloud.com"
+
+
+def default_iam_endpoint(region: str) -> str:
+    """The IAM endpoint of a region; eu-west-101 lives under the .eu domain."""
+    if region == "eu-west-101":
+        return "https://iam.eu-west-101.myhuaweicloud.eu"
+    return f"https://iam.{region}.myhuaweicloud.com"
+
+
+def default_urn(region: str, project_id: str, package: str, name: str) -> str:
+    """The URN of a function's ``latest`` version."""
+    return f"urn:fss:{region}:{project_id}:function:{package}:{name}:latest"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,11 @@ def test_status_in_sync_out_of_sync_and_drift(project: Path, emulator: Any, fgsy
     assert states["hello"]["state"] == "in-sync"
     assert states["hello"]["sha512"] == states["hello"]["pushed_sha512"] == states["hello"]["remote_digest"]
     assert states["hello"]["runtime"] == "Python3.9"
+    line = next(line for line in fgsync("status", "hello").out.splitlines() if "hello" in line)
+    assert re.search(
+        r"hello  in-sync +local [0-9a-f]{12}  pushed [0-9a-f]{12}  remote [0-9a-f]{12}  Python3\.9  \d+ B  modified ",
+        line,
+    )
 
     (project / "functions" / "world" / "index.py").write_text("def handler(e, c):\n    return 1\n")
     emulator.emulator.set_code("hello", _zip({"index.py": "def handler(e, c):\n    return 'console edit'\n"}))

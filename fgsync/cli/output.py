@@ -85,9 +85,13 @@ def render_human(event: Event) -> str:
             f"{f['state']:<12} local {short(f['sha512'])}  pushed {short(f['pushed_sha512'])}"
             f"  remote {short(f['remote_digest'])}"
         )
-        details = [
-            f"{key} {f[key]}" for key in ("runtime", "code_size", "last_modified") if f.get(key) not in (None, "")
-        ]
+        details = []
+        if f.get("runtime"):
+            details.append(str(f["runtime"]))
+        if isinstance(f.get("code_size"), int):
+            details.append(human_size(f["code_size"]))
+        if f.get("last_modified"):
+            details.append(f"modified {f['last_modified']}")
         return text + ("  " + "  ".join(details) if details else "")
     if event.event == "stopped":
         return "stopped"

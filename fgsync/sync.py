@@ -58,6 +58,27 @@ def package_function(fn: FunctionConfig) -> Package:
     return build_package(fn.source, rules=rules, code_type=fn.code_type, artifact=fn.artifact)
 
 
+def build_and_package(
+    fn: FunctionConfig,
+    *,
+    emit: Emit,
+    package_fn: Optional[PackageFn] = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Package:
+    """Run the function's `build` command (if any), package it, and emit `packaged`.
+
+    Raises:
+        BuildError, PackageError: the function could not be packaged.
+    """
+    started = clock()
+    if fn.build:
+        run_build(fn.build, fn.source)
+    package = (package_fn or package_function)(fn)
+    fields = {"files": package.files, "bytes": package.size, "sha512": package.sha512, "ms": _ms(clock() - started)}
+    emit(Event("packaged", fn.name, fields))
+    return package
+
+
 def decide_state(sha512: str, record: Optional[PushRecord], remote_digest: str) -> str:
     """``in-sync``, ``drift`` or ``out-of-sync`` for a local hash, the last push and the remote digest."""
     if sha512 == remote_digest or (record is not None and sha512 == record.sha512 and remote_digest == record.digest):
@@ -94,16 +115,7 @@ def sync_function(
         DriftError: the remote changed behind fgsync's back and ``no_overwrite`` is set.
     """
     started = clock()
-    if fn.build:
-        run_build(fn.build, fn.source)
-    package = (package_fn or package_function)(fn)
-    emit(
-        Event(
-            "packaged",
-            fn.name,
-            {"files": package.files, "bytes": package.size, "sha512": package.sha512, "ms": _ms(clock() - started)},
-        )
-    )
+    package = build_and_package(fn, emit=emit, package_fn=package_fn, clock=clock)
 
     def result(action: str, reason: Optional[str], digest: Optional[str], drift: bool = False) -> SyncResult:
         return SyncResult(fn.name, action, reason, package, digest, drift, _ms(clock() - started))

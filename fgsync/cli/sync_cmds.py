@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -22,8 +21,7 @@ from fgsync.errors import (
     UsageError,
 )
 from fgsync.events import Event, error_event
-from fgsync.package import run_build
-from fgsync.sync import decide_state, package_function, sync_function
+from fgsync.sync import build_and_package, decide_state, package_function, sync_function
 
 
 @click.command("package")
@@ -50,21 +48,12 @@ def package_command(name: Optional[str], output_path: Optional[Path]) -> int:
             f"-o writes one package, but {config.path.name} has {len(functions)} functions: name one, "
             f"e.g. `fgsync package {functions[0].name} -o {output_path}`"
         )
+    if output_path is not None:
+        _refuse_inside_source(output_path, functions[0])
     for fn in functions:
-        started = time.monotonic()
-        if fn.build:
-            run_build(fn.build, fn.source)
-        package = package_function(fn)
+        package = build_and_package(fn, emit=app.reporter.emit)
         if output_path is not None:
-            _write_file(output_path, package.data, fn)
-        app.reporter.emit(
-            Event(
-                "packaged",
-                fn.name,
-                {"files": package.files, "bytes": package.size, "sha512": package.sha512, "ms": _ms_since(started)},
-            )
-        )
-        if output_path is not None:
+            _write_file(output_path, package.data)
             app.reporter.info(f"wrote {output_path} ({output.human_size(package.size)})")
         if not app.json and not app.quiet:
             app.reporter.info(f"sha512 {package.sha512}")
@@ -175,13 +164,17 @@ def _report(app: AppContext, fn: FunctionConfig, error: FgsyncError) -> None:
     )
 
 
-def _write_file(path: Path, data: bytes, fn: FunctionConfig) -> None:
+def _refuse_inside_source(path: Path, fn: FunctionConfig) -> None:
     target = path.resolve()
     if target == fn.source or fn.source in target.parents:
         raise UsageError(
             f"-o {path} is inside the function's source folder {fn.source}; fgsync never writes there "
             "(the zip would package itself next time). Write it elsewhere."
         )
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    target = path.resolve()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")
@@ -189,7 +182,3 @@ def _write_file(path: Path, data: bytes, fn: FunctionConfig) -> None:
         tmp.replace(target)
     except OSError as error:
         raise FgsyncError(f"cannot write {path}: {error.strerror or error}") from None
-
-
-def _ms_since(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)

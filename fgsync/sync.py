@@ -79,9 +79,18 @@ def build_and_package(
     return package
 
 
+def skip_reason(sha512: str, record: Optional[PushRecord], remote_digest: str) -> Optional[str]:
+    """Why an upload of ``sha512`` is not needed (rules 1 and 2 of the module docstring), or None."""
+    if record is not None and sha512 == record.sha512 and remote_digest == record.digest:
+        return SKIP_UNCHANGED
+    if sha512 == remote_digest:
+        return SKIP_REMOTE_IDENTICAL
+    return None
+
+
 def decide_state(sha512: str, record: Optional[PushRecord], remote_digest: str) -> str:
     """``in-sync``, ``drift`` or ``out-of-sync`` for a local hash, the last push and the remote digest."""
-    if sha512 == remote_digest or (record is not None and sha512 == record.sha512 and remote_digest == record.digest):
+    if skip_reason(sha512, record, remote_digest) is not None:
         return "in-sync"
     if is_drift(sha512, record, remote_digest):
         return "drift"
@@ -122,13 +131,10 @@ def sync_function(
 
     remote = client.show_code(fn.urn)
     record = store.get(endpoint, fn.urn)
-    if not force:
-        if record is not None and package.sha512 == record.sha512 and remote.digest == record.digest:
-            emit(Event("skipped", fn.name, {"reason": SKIP_UNCHANGED}))
-            return result("skipped", SKIP_UNCHANGED, remote.digest)
-        if package.sha512 == remote.digest:
-            emit(Event("skipped", fn.name, {"reason": SKIP_REMOTE_IDENTICAL}))
-            return result("skipped", SKIP_REMOTE_IDENTICAL, remote.digest)
+    reason = None if force else skip_reason(package.sha512, record, remote.digest)
+    if reason is not None:
+        emit(Event("skipped", fn.name, {"reason": reason}))
+        return result("skipped", reason, remote.digest)
     drift = is_drift(package.sha512, record, remote.digest)
     if drift:
         assert record is not None

@@ -24,15 +24,15 @@ from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fgsync.api import FunctionGraphClient
+from fgsync.auth.credentials import resolve_credentials
 from fgsync.cli.watch_cmd import IncrementalPackager
 from fgsync.config import FunctionConfig, load_config
-from fgsync.credentials import resolve_credentials
-from fgsync.daemon import Daemon
 from fgsync.emulator import Emulator, serve
 from fgsync.events import Emit, Event
+from fgsync.remote import FunctionGraphClient
 from fgsync.state import StateStore
 from fgsync.sync import sync_function
+from fgsync.watch import Daemon
 
 PROJECT_ID = "0123456789abcdef0123456789abcdef"
 TOKEN = "MIIbench-" + "t" * 64

@@ -18,12 +18,12 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from fgsync.api import FunctionGraphClient, ProgressHook, RemoteCode
 from fgsync.config import FunctionConfig
 from fgsync.errors import ApiError, DriftError
 from fgsync.events import SKIP_REMOTE_IDENTICAL, SKIP_SERVER_UNCHANGED, SKIP_UNCHANGED, Emit, Event
 from fgsync.ignore import IgnoreRules
 from fgsync.package import Package, build_package, run_build
+from fgsync.remote import FunctionGraphClient, ProgressHook, RemoteCode
 from fgsync.state import PushRecord, StateStore
 
 PackageFn = Callable[[FunctionConfig], Package]

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from conftest import PROJECT_ID, TOKEN
 
-from fgsync.api import FunctionGraphClient, RetryPolicy
 from fgsync.errors import ApiError, AuthApiError, NetworkError, TransientApiError
+from fgsync.remote import FunctionGraphClient, RetryPolicy
 
 URN = f"urn:fss:cn-north-4:{PROJECT_ID}:function:default:hello:latest"
 DIGEST = "ab" * 64

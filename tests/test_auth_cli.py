@@ -18,10 +18,10 @@ import keyring
 import keyring.backends.fail
 import pytest
 
+from fgsync.auth.credentials import resolve_credentials
+from fgsync.auth.keyring_store import KeyringStore
 from fgsync.cli import main
-from fgsync.credentials import resolve_credentials
 from fgsync.errors import EXIT_CREDENTIALS, EXIT_OK, EXIT_USAGE
-from fgsync.keyring_store import KeyringStore
 from tests.conftest import (
     AK,
     DOMAIN,

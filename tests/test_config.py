@@ -15,7 +15,7 @@ from fgsync.config import (
     load_config,
     select_functions,
 )
-from fgsync.config_template import render_init
+from fgsync.config.template import render_init
 from fgsync.errors import EXIT_USAGE, ConfigError, UsageError
 from tests.conftest import PROJECT_ID, REGION
 

@@ -20,8 +20,7 @@ import keyring.backends.chainer
 import keyring.backends.fail
 import pytest
 
-from fgsync.api import FunctionGraphClient
-from fgsync.credentials import (
+from fgsync.auth.credentials import (
     Credentials,
     credential_stamp,
     forget_credentials,
@@ -29,6 +28,9 @@ from fgsync.credentials import (
     save_aksk,
     save_token,
 )
+from fgsync.auth.iam import IssuedToken, format_remaining, login_with_password, parse_expires
+from fgsync.auth.keyring_store import CHUNK_CHARS, SERVICE, KeyringStore, keyring_timeout, load_record
+from fgsync.auth.signer import SdkHmacSigner, SignedRequestTooLargeError
 from fgsync.errors import (
     EXIT_CREDENTIALS,
     CredentialsError,
@@ -37,9 +39,7 @@ from fgsync.errors import (
     TransientApiError,
     UsageError,
 )
-from fgsync.iam import IssuedToken, format_remaining, login_with_password, parse_expires
-from fgsync.keyring_store import CHUNK_CHARS, SERVICE, KeyringStore, keyring_timeout, load_record
-from fgsync.signer import SdkHmacSigner, SignedRequestTooLargeError
+from fgsync.remote import FunctionGraphClient
 from tests.conftest import AK, DOMAIN, PASSWORD, PROJECT_ID, SECRETS, SK, TOKEN, USER, MemoryKeyring
 
 IAM = "https://iam.cn-north-4.myhuaweicloud.com"

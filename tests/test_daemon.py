@@ -1,4 +1,4 @@
-"""fgsync.daemon: the scheduling policy with a fake clock, and the loop over real files with a fake sync."""
+"""fgsync.watch.scheduler and .daemon: the policy with a fake clock, and the loop over real files with a fake sync."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from conftest import make_tree
 from test_watch import make_fn
 
 from fgsync.config import FunctionConfig
-from fgsync.daemon import Daemon, Scheduler, Timing, backoff_delay
 from fgsync.errors import (
     ApiError,
     AuthApiError,
@@ -25,7 +24,7 @@ from fgsync.errors import (
     TransientApiError,
 )
 from fgsync.events import Emit, Event
-from fgsync.watch import git_lock_held
+from fgsync.watch import Daemon, Scheduler, Timing, backoff_delay, git_lock_held
 
 # -- Scheduler (pure, fake time) -------------------------------------------------------------------------------
 

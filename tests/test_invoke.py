@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from conftest import SECRETS, TOKEN, make_tree, write_config
 
-from fgsync.api import Invocation
 from fgsync.cli import main
 from fgsync.cli.invoke_cmd import MAX_EVENT_BYTES, describe_failure
+from fgsync.remote import Invocation
 
 ECHO_PY = textwrap.dedent(
     """\

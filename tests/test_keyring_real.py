@@ -23,11 +23,11 @@ import keyring
 import keyring.errors
 import pytest
 
+from fgsync.auth.credentials import resolve_credentials, save_token
+from fgsync.auth.iam import IssuedToken
+from fgsync.auth.keyring_store import SERVICE, KeyringStore
 from fgsync.cli import main
-from fgsync.credentials import resolve_credentials, save_token
 from fgsync.errors import EXIT_OK
-from fgsync.iam import IssuedToken
-from fgsync.keyring_store import SERVICE, KeyringStore
 from tests.conftest import DOMAIN, HELLO_PY, PASSWORD, PROJECT_ID, SECRETS, USER, make_tree, write_config
 
 pytestmark = pytest.mark.secret_service

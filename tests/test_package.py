@@ -17,11 +17,11 @@ from typing import BinaryIO, Callable
 
 import pytest
 
-from fgsync import package_walk
 from fgsync.errors import BuildError, PackageError
 from fgsync.ignore import IgnoreRules
 from fgsync.package import MAX_PACKAGE_BYTES, Package, PackageBuilder, build_package, run_build
-from fgsync.package_walk import open_source_file
+from fgsync.package import walk as package_walk
+from fgsync.package.walk import open_source_file
 from tests.conftest import HELLO_PY, make_tree
 
 Tree = Callable[..., Path]

@@ -33,13 +33,13 @@ import httpx
 import keyring
 import pytest
 
+from fgsync.auth.credentials import Credentials
+from fgsync.auth.iam import IssuedToken, login_with_password
+from fgsync.auth.keyring_store import KeyringStore, save_token
 from fgsync.cli import main
 from fgsync.config import load_config
-from fgsync.credentials import Credentials
 from fgsync.emulator import Emulator, serve
 from fgsync.errors import EXIT_CREDENTIALS, EXIT_OK, EXIT_USAGE, CredentialsError, FgsyncError
-from fgsync.iam import IssuedToken, login_with_password
-from fgsync.keyring_store import KeyringStore, save_token
 from fgsync.sync import package_function
 from tests.conftest import (
     AK,

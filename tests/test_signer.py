@@ -10,14 +10,14 @@ from typing import Any, Optional
 import httpx
 import pytest
 
-from fgsync.errors import EXIT_FAILED, FgsyncError
-from fgsync.signer import (
+from fgsync.auth.signer import (
     MAX_SIGNED_BODY_BYTES,
     SdkHmacSigner,
     SignedRequestTooLargeError,
     canonical_uri,
     mask_ak,
 )
+from fgsync.errors import EXIT_FAILED, FgsyncError
 from tests.conftest import AK, PROJECT_ID, SK
 
 VECTOR_URL = (

@@ -24,10 +24,10 @@ from typing import Any, Callable, Optional
 
 import pytest
 
+from fgsync.auth.keyring_store import KeyringStore
 from fgsync.cli import main
 from fgsync.config import load_config
 from fgsync.errors import EXIT_OK
-from fgsync.keyring_store import KeyringStore
 from fgsync.sync import package_function
 from tests.conftest import DOMAIN, HELLO_PY, PASSWORD, PROJECT_ID, SECRETS, USER, make_tree, write_config
 

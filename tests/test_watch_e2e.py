@@ -22,16 +22,16 @@ import pytest
 from conftest import HELLO_PY, PROJECT_ID, SECRETS, TOKEN, make_tree, write_config
 from test_daemon import Events
 
-from fgsync.api import FunctionGraphClient, RetryPolicy
+from fgsync.auth.credentials import credential_stamp, resolve_credentials, save_token
+from fgsync.auth.iam import IssuedToken
+from fgsync.auth.keyring_store import KeyringStore
 from fgsync.cli.watch_cmd import ClientCache, IncrementalPackager, make_sync_step
 from fgsync.config import FunctionConfig, load_config
-from fgsync.credentials import credential_stamp, resolve_credentials, save_token
-from fgsync.daemon import Daemon, Timing
 from fgsync.events import Emit
-from fgsync.iam import IssuedToken
-from fgsync.keyring_store import KeyringStore
+from fgsync.remote import FunctionGraphClient, RetryPolicy
 from fgsync.state import StateStore
 from fgsync.sync import package_function, sync_function
+from fgsync.watch import Daemon, Timing
 
 FAST_RETRY = RetryPolicy(attempts=2, base=0.01, cap=0.02)
 FAST = Timing(backoff_base=0.05, backoff_cap=0.3, auth_poll=0.05, auth_retry=60.0, lock_poll=0.05)

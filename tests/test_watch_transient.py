@@ -21,8 +21,8 @@ from test_daemon import FAST, Events, FakeSync, idle
 from test_watch import collect, make_fn, target
 
 from fgsync.config import FunctionConfig
-from fgsync.daemon import Daemon
-from fgsync.watch import Change, FileEventSource, RawEvent, _mark_transient, watch_changes
+from fgsync.watch import Change, Daemon, FileEventSource, RawEvent, watch_changes
+from fgsync.watch.changes import _mark_transient
 
 
 @contextmanager

@@ -13,14 +13,14 @@ from typing import Any, Optional
 
 import click
 
+from fgsync.auth.credentials import forget_credentials, save_aksk, save_token
+from fgsync.auth.iam import IssuedToken, format_remaining, login_with_password, parse_expires, token_problem
+from fgsync.auth.keyring_store import KeyringStore, keyring_timeout
+from fgsync.auth.signer import mask_ak
 from fgsync.cli.common import common_options
 from fgsync.cli.context import AppContext, app_context
 from fgsync.config import Config
-from fgsync.credentials import forget_credentials, save_aksk, save_token
 from fgsync.errors import EXIT_CREDENTIALS, EXIT_OK, CredentialsError, KeyringError, UsageError
-from fgsync.iam import IssuedToken, format_remaining, login_with_password, parse_expires, token_problem
-from fgsync.keyring_store import KeyringStore, keyring_timeout
-from fgsync.signer import mask_ak
 
 __all__ = ["auth_command", "login_command", "logout_command"]
 

@@ -15,8 +15,8 @@ from fgsync.cli.output import Reporter
 from fgsync.config import Config, find_config, load_config
 
 if TYPE_CHECKING:  # imported where used: httpx and keyring are slow to import and not every command needs them
-    from fgsync.api import FunctionGraphClient
-    from fgsync.credentials import Credentials
+    from fgsync.auth.credentials import Credentials
+    from fgsync.remote import FunctionGraphClient
     from fgsync.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class AppContext:
 
     def credentials(self, config: Config) -> Credentials:
         """Resolve credentials in SPEC order: FGSYNC_TOKEN, CLOUD_SDK_AK/SK, the OS keyring."""
-        from fgsync.credentials import resolve_credentials
+        from fgsync.auth.credentials import resolve_credentials
 
         return resolve_credentials(
             iam_endpoint=config.iam_endpoint,
@@ -93,7 +93,7 @@ class AppContext:
 
     def make_client(self, config: Config, credentials: Optional[Credentials] = None) -> FunctionGraphClient:
         """A FunctionGraph client for this config, authenticated with the resolved credentials."""
-        from fgsync.api import FunctionGraphClient
+        from fgsync.remote import FunctionGraphClient
 
         creds = credentials if credentials is not None else self.credentials(config)
         return FunctionGraphClient(

@@ -11,7 +11,7 @@ import click
 from fgsync.cli.common import common_options
 from fgsync.cli.context import app_context
 from fgsync.config import CONFIG_FILENAME, PROJECT_ID_RE, REGION_RE
-from fgsync.config_template import render_init
+from fgsync.config.template import render_init
 from fgsync.errors import EXIT_OK, UsageError
 
 DEFAULT_FUNCTION = ("hello", "functions/hello")

@@ -9,7 +9,6 @@ from typing import Optional
 
 import click
 
-from fgsync.api import FunctionGraphClient, Invocation
 from fgsync.cli.common import common_options
 from fgsync.cli.completion import complete_function_names
 from fgsync.cli.context import app_context
@@ -17,6 +16,7 @@ from fgsync.cli.output import failure_summary
 from fgsync.config import FunctionConfig, select_functions
 from fgsync.errors import EXIT_OK, HandlerError, UsageError
 from fgsync.events import Emit, Event
+from fgsync.remote import FunctionGraphClient, Invocation
 
 #: FunctionGraph's limit for a sync invocation's event.
 MAX_EVENT_BYTES = 6 * 1024 * 1024

@@ -7,7 +7,6 @@ from typing import Callable, Optional
 
 import click
 
-from fgsync.api import FunctionGraphClient
 from fgsync.cli import output
 from fgsync.cli.common import common_options
 from fgsync.cli.completion import complete_function_names
@@ -21,6 +20,7 @@ from fgsync.errors import (
     UsageError,
 )
 from fgsync.events import Event, error_event
+from fgsync.remote import FunctionGraphClient
 from fgsync.sync import build_and_package, decide_state, package_function, sync_function
 
 

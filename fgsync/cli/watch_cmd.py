@@ -1,6 +1,6 @@
 """`fgsync watch`: an initial sync, then one per settled burst of changes, until Ctrl+C.
 
-The loop itself is :class:`fgsync.daemon.Daemon`; this module wires it to the config, the credentials, the
+The loop itself is :class:`fgsync.watch.Daemon`; this module wires it to the config, the credentials, the
 client and the reporter, and owns the signals: the first SIGINT/SIGTERM stops watching and lets an upload in
 flight finish (exit 130 after SIGINT, 0 after SIGTERM); a second one exits at once.
 """
@@ -19,19 +19,19 @@ from typing import Callable, Optional
 
 import click
 
-from fgsync.api import FunctionGraphClient
+from fgsync.auth.credentials import credential_stamp
 from fgsync.cli.common import common_options
 from fgsync.cli.completion import complete_function_names
 from fgsync.cli.context import AppContext, app_context
 from fgsync.cli.invoke_cmd import invoke_function, read_event
 from fgsync.config import Config, FunctionConfig, select_functions
-from fgsync.credentials import credential_stamp
-from fgsync.daemon import Daemon, SyncStep
 from fgsync.errors import EXIT_INTERRUPTED, EXIT_OK, FgsyncError
 from fgsync.events import Emit, error_event
 from fgsync.ignore import IgnoreRules
 from fgsync.package import Package, PackageBuilder
+from fgsync.remote import FunctionGraphClient
 from fgsync.sync import SyncResult, sync_function
+from fgsync.watch import Daemon, SyncStep
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,7 @@ from typing import Any, Callable, Optional, Union
 
 import httpx
 
-from fgsync.errors import CredentialsError, FgsyncError, KeyringError
-from fgsync.iam import (
+from fgsync.auth.iam import (
     IssuedToken,
     format_remaining,
     login_with_password,
@@ -33,7 +32,7 @@ from fgsync.iam import (
     require_usable_token,
     ssl_verify,
 )
-from fgsync.keyring_store import (
+from fgsync.auth.keyring_store import (
     KeyringStore,
     forget_credentials,
     keyring_timeout,
@@ -41,7 +40,8 @@ from fgsync.keyring_store import (
     save_aksk,
     save_token,
 )
-from fgsync.signer import SdkHmacSigner, mask_ak
+from fgsync.auth.signer import SdkHmacSigner, mask_ak
+from fgsync.errors import CredentialsError, FgsyncError, KeyringError
 
 __all__ = [
     "RENEW_BEFORE_S",

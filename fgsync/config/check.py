@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
-from fgsync.config_model import (
+from fgsync.config.model import (
     _SECRET_KEYS,
     _URN_CHARS_RE,
     AUTH_KEYS,

@@ -30,8 +30,8 @@ import keyring.backends.fail
 import keyring.backends.null
 import keyring.errors
 
+from fgsync.auth.iam import IssuedToken
 from fgsync.errors import KeyringError, UsageError
-from fgsync.iam import IssuedToken
 
 __all__ = [
     "CHUNK_CHARS",

@@ -21,8 +21,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python < 3.11 only
     import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
-from fgsync.config_check import _Checker
-from fgsync.config_model import (
+from fgsync.config.check import _Checker
+from fgsync.config.model import (
     AUTH_KEYS,
     CONFIG_ENV,
     CONFIG_FILENAME,

@@ -2,8 +2,8 @@
 
 ``build_package`` makes a package from scratch; ``PackageBuilder`` is the daemon's long-lived version that
 keeps each file's compressed entry between builds and re-deflates only what changed, while producing the very
-same bytes as a cold build. The walk is in :mod:`fgsync.package_walk`, the zip layout in
-:mod:`fgsync.package_zip`, the build command in :mod:`fgsync.package_build`.
+same bytes as a cold build. The walk is in :mod:`fgsync.package.walk`, the zip layout in
+:mod:`fgsync.package.archive`, the build command in :mod:`fgsync.package.build`.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import Callable, Optional, Union
 
 from fgsync.errors import PackageError
 from fgsync.ignore import IgnoreRules
-from fgsync.package_build import run_build
-from fgsync.package_walk import OpenFile, SourceFile, VanishedError, open_source_file, walk_source
-from fgsync.package_zip import CompressedEntry, HashTrail, assemble, compress_file, refresh_file
+from fgsync.package.archive import CompressedEntry, HashTrail, assemble, compress_file, refresh_file
+from fgsync.package.build import run_build
+from fgsync.package.walk import OpenFile, SourceFile, VanishedError, open_source_file, walk_source
 
 __all__ = [
     "CACHE_BYTES",

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from fgsync.errors import PackageError
-from fgsync.package_walk import OpenFile, SourceFile, open_source_file, read_error
+from fgsync.package.walk import OpenFile, SourceFile, open_source_file, read_error
 
 DEFLATE_LEVEL = 6
 STORED = 0

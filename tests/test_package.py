@@ -188,7 +188,6 @@ def test_ignored_files_are_left_out(tree: Tree) -> None:
     )
     plain = names(package(src, exclude=("tests/", "*.md")))
     assert plain == [
-        ".fgsyncignore",
         ".gitignore",
         "index.py",
         "keep.log",
@@ -198,7 +197,7 @@ def test_ignored_files_are_left_out(tree: Tree) -> None:
         "sub/a.tmp",
     ]
     with_git = names(package(src, exclude=("tests/", "*.md"), use_gitignore=True))
-    assert with_git == [".fgsyncignore", ".gitignore", "index.py", "keep.log", "sub/.gitignore", "sub/a.py"]
+    assert with_git == [".gitignore", "index.py", "keep.log", "sub/.gitignore", "sub/a.py"]
 
 
 def test_packaged_paths_agree_with_is_ignored(tree: Tree) -> None:
@@ -262,11 +261,31 @@ def test_bad_symlinks_are_errors_that_name_them(
     assert snapshot(src) == before
 
 
+def test_fgsync_own_folders_inside_the_source_are_never_packaged(
+    tree: Tree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FGSYNC_CACHE_DIR (or XDG_CACHE_HOME) under `source = "."`: the state written there is not code, whatever
+    the rules say, or every push would change the next package."""
+    src = tree({"index.py": HELLO_PY, ".fgsyncignore": "!.cache/\n!.cache/**\n", ".cache/other/tool.txt": "x"})
+    cache = src / ".cache" / "fgsync"
+    make_tree(cache, {"state/0123.json": "{}", "locks/watch.lock": "123"})
+    monkeypatch.setenv("FGSYNC_CACHE_DIR", str(cache))
+    assert names(package(src)) == [".cache/other/tool.txt", "index.py"]
+    monkeypatch.setenv("FGSYNC_CACHE_DIR", str(src.parent / "elsewhere"))
+    assert "locks/watch.lock" not in names(package(src))
+    assert ".cache/fgsync/locks/watch.lock" in names(package(src))  # not fgsync's folder any more: plain files
+
+
+def test_the_ignore_file_itself_is_not_packaged(tree: Tree) -> None:
+    src = tree({"index.py": HELLO_PY, ".fgsyncignore": "*.md\n", "sub/.fgsyncignore": "nested: a plain file\n"})
+    assert names(package(src)) == ["index.py", "sub/.fgsyncignore"]
+
+
 def test_ignored_bad_symlink_is_not_an_error(tree: Tree, tmp_path: Path) -> None:
     src = tree({"index.py": "", ".fgsyncignore": "venv/\n"})
     (src / "venv").symlink_to(tmp_path)
     (src / "stale.pyc").symlink_to(src / "nowhere.pyc")
-    assert names(package(src)) == [".fgsyncignore", "index.py"]
+    assert names(package(src)) == ["index.py"]
 
 
 def test_fifo_is_refused_without_blocking(tree: Tree) -> None:
@@ -401,6 +420,26 @@ def age(root: Path, seconds: int = 3600) -> None:
             os.utime(Path(folder, name), ns=(past, past), follow_symlinks=False)
 
 
+#: The builders below use a short racy margin: a file's ctime cannot be set back like its mtime, so with the
+#: real 2 s every file of a tree made a moment ago would be "fresh" and re-read.
+MARGIN_NS = 50_000_000
+
+
+class PinnedClock:
+    """The builder's wall clock: real time, or pinned to an instant the test chooses."""
+
+    def __init__(self) -> None:
+        self.pinned: int | None = None
+
+    def __call__(self) -> int:
+        return self.pinned if self.pinned is not None else time.time_ns()
+
+
+def settle() -> None:
+    """Let the margin pass, so the files written so far are safely older than the next build's read."""
+    time.sleep(2 * MARGIN_NS / 1e9)
+
+
 class CountingOpen:
     """open_file seam that counts what the builder reads."""
 
@@ -474,14 +513,20 @@ def test_same_size_same_mtime_edit_is_caught(project: Path) -> None:
 def test_one_file_change_reads_and_deflates_one_file(project: Path) -> None:
     src = project
     opener = CountingOpen()
-    builder = PackageBuilder(src, rules=IgnoreRules.for_function(src), open_file=opener)
+    clock = PinnedClock()
+    builder = PackageBuilder(
+        src, rules=IgnoreRules.for_function(src), open_file=opener, clock_ns=clock, racy_margin_ns=MARGIN_NS
+    )
+    settle()
     first = builder.build()
     assert len(opener.opened) == first.files
     opener.opened.clear()
     builder.build()
     assert opener.opened == []  # every file trusted: nothing re-read
     assert builder.stats.reused == first.files
-    (src / "pkg2" / "mod02.py").write_text(text(1234))
+    edited = src / "pkg2" / "mod02.py"
+    edited.write_text(text(1234))
+    clock.pinned = edited.stat().st_ctime_ns + 1  # the read comes within the tick of the write
     warm = builder.build()
     assert opener.opened == ["mod02.py"]
     assert (builder.stats.reused, builder.stats.rechecked, builder.stats.compressed) == (first.files - 1, 0, 1)
@@ -490,28 +535,65 @@ def test_one_file_change_reads_and_deflates_one_file(project: Path) -> None:
     builder.build()  # the edited file is fresh, hence racy: re-read and compared, not re-deflated
     assert opener.opened == ["mod02.py"]
     assert (builder.stats.rechecked, builder.stats.compressed) == (1, 0)
+    clock.pinned = None
+    settle()
+    builder.build()  # a re-check of a file that is no longer fresh makes it trusted again
+    opener.opened.clear()
+    builder.build()
+    assert opener.opened == []
 
 
 def test_touch_without_change_is_rechecked_not_recompressed(project: Path) -> None:
     src = project
-    builder = PackageBuilder(src, rules=IgnoreRules.for_function(src))
+    builder = PackageBuilder(src, rules=IgnoreRules.for_function(src), racy_margin_ns=MARGIN_NS)
+    settle()
     builder.build()
     os.utime(src / "index.py")  # new mtime, same content
     builder.build()
     assert (builder.stats.rechecked, builder.stats.compressed) == (1, 0)
 
 
+def test_in_place_rewrite_keeping_size_and_mtime_is_caught(project: Path) -> None:
+    """`cp -p` / `shutil.copy2` / `rsync -a --inplace` over a file: same inode, size and mtime, new bytes.
+
+    Only the ctime tells, and the file is not "fresh" by its mtime: the cache key must hold the ctime.
+    """
+    src = project
+    target = src / "pkg1" / "mod01.py"
+    builder = PackageBuilder(src, rules=IgnoreRules.for_function(src), racy_margin_ns=MARGIN_NS)
+    settle()
+    builder.build()
+    before = target.stat()
+    other = src.parent / "incoming.py"
+    original = target.read_bytes()
+    other.write_bytes(original.replace(b"value_", b"VALUE_"))  # same size, different bytes
+    os.utime(other, ns=(before.st_atime_ns, before.st_mtime_ns))
+    shutil.copyfile(other, target)  # in place: same inode
+    shutil.copystat(other, target)  # cp -p: the old mtime back
+    after = target.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    settle()
+    warm = builder.build()
+    assert contents(warm)["pkg1/mod01.py"] == other.read_bytes()
+    assert warm.data == cold(src).data
+    assert builder.stats.compressed == 1
+
+
 def test_rule_change_drops_the_cache(project: Path) -> None:
     src = project
-    builder = PackageBuilder(src, rules=IgnoreRules.for_function(src))
+    clock = PinnedClock()
+    builder = PackageBuilder(src, rules=IgnoreRules.for_function(src), clock_ns=clock, racy_margin_ns=MARGIN_NS)
+    settle()
     builder.build()
-    (src / ".fgsyncignore").write_text("pkg1/\n")
+    rule_file = src / ".fgsyncignore"
+    rule_file.write_text("pkg1/\n")
+    clock.pinned = rule_file.stat().st_ctime_ns + 1
     warm = builder.build()
     assert not any(path.startswith("pkg1/") for path in warm.paths)
     assert warm.data == cold(src).data
     assert builder.stats.reused == 0  # cache dropped: every entry rebuilt
     builder.build()
-    assert (builder.stats.rechecked, builder.stats.compressed) == (1, 0)  # only the racy .fgsyncignore
+    assert (builder.stats.reused, builder.stats.rechecked, builder.stats.compressed) == (warm.files, 0, 0)
     (src / ".fgsyncignore").unlink()
     assert builder.build().data == cold(src).data
 

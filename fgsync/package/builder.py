@@ -43,8 +43,8 @@ MAX_PACKAGE_BYTES = 52_428_800
 ZIP_FILENAME = "index.zip"
 #: Default bound of the incremental cache: room for a maximal package's entries.
 CACHE_BYTES = 64 * 1024 * 1024
-#: A cached entry whose mtime is within this of the moment it was read may have been rewritten in the same
-#: timestamp tick (2 s on FAT), so the next build re-reads it and compares content hashes ("racy git").
+#: A cached entry whose mtime or ctime is within this of the moment it was read may have been rewritten in the
+#: same timestamp tick (2 s on FAT), so the next build re-reads it and compares content hashes ("racy git").
 RACY_MARGIN_NS = 2_000_000_000
 # Files are handed to the compressing threads in batches of about this many bytes: tiny files one by one
 # would cost more in thread hand-offs than in deflate.
@@ -104,9 +104,10 @@ class PackageBuilder:
     """Builds a function's package again and again, re-deflating only the files that changed.
 
     The bytes are identical to a cold :func:`build_package` of the same tree: cached entries are reused only
-    when the file's (size, mtime_ns, inode, mode) is unchanged and its mtime was safely older than the moment
-    it was read; otherwise the file is re-read and its content hash compared. The cache is an LRU bounded by
-    ``cache_bytes`` and is dropped whenever the ignore rules change. Not reentrant: builds are serialized.
+    when the file's (size, mtime_ns, ctime_ns, inode, device, mode) is unchanged and both its timestamps were
+    safely older than the moment it was read; otherwise the file is re-read and its content hash compared. The
+    cache is an LRU bounded by ``cache_bytes`` and is dropped whenever the ignore rules change. Not reentrant:
+    builds are serialized.
     """
 
     def __init__(
@@ -121,6 +122,7 @@ class PackageBuilder:
         max_bytes: int = MAX_PACKAGE_BYTES,
         open_file: OpenFile = open_source_file,
         clock_ns: Callable[[], int] = time.time_ns,
+        racy_margin_ns: int = RACY_MARGIN_NS,
     ) -> None:
         """Set up a builder; nothing is read until :meth:`build`.
 
@@ -135,6 +137,7 @@ class PackageBuilder:
             max_bytes: the package size limit.
             open_file: how files are opened (a seam for tests).
             clock_ns: wall clock in ns, compared with file mtimes.
+            racy_margin_ns: a file changed within this of the moment it was read is re-read next time.
         """
         self.source = Path(source)
         self.code_type = code_type
@@ -145,6 +148,7 @@ class PackageBuilder:
         self._rules = rules if rules is not None else IgnoreRules.for_function(self.source)
         self._open_file = open_file
         self._clock_ns = clock_ns
+        self._racy_margin_ns = racy_margin_ns
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cached_bytes = 0
         self._fingerprint: Optional[str] = None
@@ -213,7 +217,7 @@ class PackageBuilder:
         get = self._cache.get
         for src in files:
             cached = get(src.rel)
-            # One tuple comparison: (relpath, path, size, mtime_ns, inode, mode).
+            # One tuple comparison: (relpath, path, size, mtime_ns, inode, mode, ctime_ns, dev).
             if cached is not None and cached.trusted and cached.src == src:
                 slots.append(cached.entry)
                 reused += 1
@@ -301,7 +305,8 @@ class PackageBuilder:
                 continue
             outcome = done[slot]
             if outcome is not None:
-                trusted = src.mtime_ns + RACY_MARGIN_NS < read_at
+                # ctime too: a write in the same tick as the read may leave mtime alone but never ctime's tick.
+                trusted = max(src.mtime_ns, src.ctime_ns) + self._racy_margin_ns < read_at
                 self._store(src.rel, _Cached(src, outcome[0], trusted))
         if len(self._cache) > len(files):  # files deleted, renamed or newly ignored
             current = {src.rel for src in files}

@@ -41,7 +41,10 @@ class SourceFile(NamedTuple):
     """One regular file to package: its name in the zip and the stat of what it resolves to.
 
     A NamedTuple rather than a frozen dataclass: one is made per file on every build, and a warm rebuild's
-    budget is a few milliseconds for the whole tree.
+    budget is a few milliseconds for the whole tree. The stat fields are the incremental cache's key: ``ctime_ns``
+    because an in-place rewrite that puts size and mtime back (``cp -p``, ``rsync -a --inplace``, ``touch -r``)
+    cannot put the ctime back (git compares ``st_ctime`` for the same reason), ``dev`` because a folder can be
+    replaced by one on another file system with the same inode numbers.
     """
 
     rel: str
@@ -50,6 +53,8 @@ class SourceFile(NamedTuple):
     mtime_ns: int
     ino: int
     mode: int
+    ctime_ns: int
+    dev: int
 
 
 def open_source_file(path: str) -> BinaryIO:
@@ -156,7 +161,8 @@ def walk_source(source: Path, rules: IgnoreRules) -> list[SourceFile]:
                     folders.append((path, rel, st))
                 elif S_ISREG(st.st_mode):
                     # tuple.__new__ skips the NamedTuple's Python-level __new__: one frame less per file.
-                    add(new(SourceFile, (rel, path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode)))
+                    add(new(SourceFile, (rel, path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode, st.st_ctime_ns,
+                                         st.st_dev)))  # fmt: skip
                 else:
                     raise PackageError(f"cannot package {rel}: {_kind(st.st_mode)}")
         finally:
@@ -187,7 +193,9 @@ def walk_source(source: Path, rules: IgnoreRules) -> list[SourceFile]:
             return st
         if not S_ISREG(st.st_mode):
             raise PackageError(f"cannot package {rel}: {_kind(st.st_mode)}")
-        found.append(SourceFile(rel, path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode))
+        found.append(
+            SourceFile(rel, path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode, st.st_ctime_ns, st.st_dev)
+        )
         return None
 
     def visit_folder(path: str, rel: str, st: os.stat_result) -> None:

@@ -4,14 +4,17 @@ A path is ignored when the last rule layer that has an opinion about it says so,
 is ignored (as in git, a file inside an excluded folder cannot be re-included). The layers, lowest precedence
 first:
 
-1. the built-in list (:attr:`IgnoreRules.BUILTIN`): VCS folders, caches, editor droppings, ``.fgsync/``;
+1. the built-in list (:attr:`IgnoreRules.BUILTIN`): VCS folders, caches, editor droppings, ``.fgsync/``,
+   ``.fgsyncignore`` itself;
 2. with ``use_gitignore``, every ``.gitignore`` in the source tree, each applying to its own folder, deeper
    files overriding shallower ones;
 3. ``source/.fgsyncignore``;
 4. the function's ``exclude`` patterns from ``fgsync.toml``.
 
 Every layer uses gitignore syntax (``pathspec.GitIgnoreSpec``), negation included, so ``!keep.pyc`` in
-``.fgsyncignore`` brings back a file the built-in list drops.
+``.fgsyncignore`` brings back a file the built-in list drops. Above all layers, and beyond any negation,
+fgsync's own folders (:func:`fgsync.folders.own_folders`: state, locks, caches) are left out when they lie inside
+the source: packaging its own state file, or syncing because it wrote one, would loop for ever.
 """
 
 from __future__ import annotations
@@ -107,6 +110,8 @@ class IgnoreRules:
         "*___jb_tmp___",
         "*___jb_old___",
         ".fgsync/",
+        # the rules themselves are not code (anchored: only the root one is a rule file)
+        "/.fgsyncignore",
     )
 
     _BUILTIN_SPEC: ClassVar[Optional[GitIgnoreSpec]] = None
@@ -118,6 +123,7 @@ class IgnoreRules:
         exclude: Sequence[str] = (),
         use_gitignore: bool = False,
         fgsyncignore: Sequence[str] = (),
+        private: Sequence[Path] = (),
     ) -> None:
         """Prefer :meth:`for_function`, which reads ``.fgsyncignore`` from the tree.
 
@@ -126,12 +132,17 @@ class IgnoreRules:
             exclude: gitignore-style patterns from the function's configuration.
             use_gitignore: also apply the ``.gitignore`` files found in the tree.
             fgsyncignore: the lines of ``source/.fgsyncignore``.
+            private: folders (absolute, or relative to the current folder) that are always left out when they
+                lie inside the source: fgsync's own state and cache folders.
         """
         self.source = Path(source)
         self.exclude = tuple(exclude)
         self.use_gitignore = use_gitignore
+        self.private = tuple(Path(p) for p in private)
         self._fgsyncignore_lines = tuple(fgsyncignore)
         self._source_abs = os.path.abspath(self.source)
+        #: The private folders inside the source, as relpaths (both spellings when a symlink is involved).
+        self.private_inside: frozenset[str] = frozenset(_inside_rels(self.private, self.source))
         self._builtin = self._builtin_spec()
         self._fgsyncignore = _compile(self._fgsyncignore_lines, FGSYNCIGNORE)
         self._exclude = _compile(self.exclude, "exclude")
@@ -155,7 +166,12 @@ class IgnoreRules:
 
     @classmethod
     def for_function(
-        cls, source: Path, *, exclude: Sequence[str] = (), use_gitignore: bool = False
+        cls,
+        source: Path,
+        *,
+        exclude: Sequence[str] = (),
+        use_gitignore: bool = False,
+        private: Optional[Sequence[Path]] = None,
     ) -> IgnoreRules:
         """The rules for one function: built-ins, ``.fgsyncignore``, ``exclude``, optionally ``.gitignore``.
 
@@ -163,20 +179,27 @@ class IgnoreRules:
             source: the function's source folder (its contents become the zip root).
             exclude: the function's ``exclude`` patterns.
             use_gitignore: apply ``.gitignore`` files too (nested ones to their own folder).
+            private: folders always left out; None: fgsync's own (:func:`fgsync.folders.own_folders`).
 
         Raises:
             PackageError: ``.fgsyncignore`` cannot be read or holds an invalid pattern, or ``exclude`` does.
         """
+        if private is None:
+            from fgsync.folders import own_folders
+
+            private = own_folders()
         path = Path(source) / FGSYNCIGNORE
         stamp = _stamp(path)
         lines = _read_rule_file(path, FGSYNCIGNORE) or []
-        rules = cls(source, exclude=exclude, use_gitignore=use_gitignore, fgsyncignore=lines)
+        rules = cls(source, exclude=exclude, use_gitignore=use_gitignore, fgsyncignore=lines, private=private)
         rules._stamps[FGSYNCIGNORE] = stamp
         return rules
 
     def reload(self) -> IgnoreRules:
         """Fresh rules with the same options, re-reading the ignore files from disk."""
-        return type(self).for_function(self.source, exclude=self.exclude, use_gitignore=self.use_gitignore)
+        return type(self).for_function(
+            self.source, exclude=self.exclude, use_gitignore=self.use_gitignore, private=self.private
+        )
 
     def is_stale(self) -> bool:
         """Whether a rule file read so far (or looked for and missing) has changed on disk since."""
@@ -201,6 +224,7 @@ class IgnoreRules:
             ("use_gitignore", ("1" if self.use_gitignore else "0",)),
         ]
         layers.extend((f"gitignore:{d}", t) for d, t in sorted(self._gitignore_texts.items()))
+        layers.append(("private", tuple(sorted(self.private_inside))))
         for name, lines in layers:
             digest.update(name.encode() + b"\0" + "\n".join(lines).encode("utf-8", "surrogateescape") + b"\0\0")
         return digest.hexdigest()
@@ -242,6 +266,8 @@ class IgnoreRules:
         return result
 
     def _decide(self, rel: str, is_dir: bool) -> bool:
+        if rel in self.private_inside:
+            return True  # fgsync's own folder (or a file standing where it would be): beyond every negation
         probe = rel + "/" if is_dir else rel
         ignored = bool(self._builtin.check_file(probe).include)
         if self.use_gitignore:
@@ -292,3 +318,19 @@ class IgnoreRules:
         if rel == ".." or rel.startswith("../") or rel.startswith("/"):
             return None
         return rel
+
+
+def _inside_rels(folders: Iterable[Path], source: Path) -> set[str]:
+    """The relpaths, under ``source``, of those ``folders`` that lie strictly inside it (plain and resolved)."""
+    rels: set[str] = set()
+    pairs = [(os.path.abspath(source), os.path.abspath(f)) for f in folders]
+    pairs += [(os.path.realpath(source), os.path.realpath(f)) for f in folders]
+    for root, folder in pairs:
+        try:
+            rel = os.path.relpath(folder, root)
+        except ValueError:  # another drive on Windows
+            continue
+        rel = rel.replace(os.sep, "/")
+        if rel not in (".", "..") and not rel.startswith("../"):
+            rels.add(rel)
+    return rels

@@ -17,10 +17,11 @@ from typing import BinaryIO, Callable
 
 import pytest
 
-from fgsync.errors import BuildError, PackageError
+from fgsync.errors import BuildError, PackageError, SourceError
 from fgsync.ignore import IgnoreRules
 from fgsync.package import MAX_PACKAGE_BYTES, Package, PackageBuilder, build_package, run_build
 from fgsync.package import walk as package_walk
+from fgsync.package.build import BuildProcesses
 from fgsync.package.walk import open_source_file
 from tests.conftest import HELLO_PY, make_tree
 
@@ -330,8 +331,9 @@ def test_empty_tree_is_refused(tree: Tree) -> None:
 
 
 def test_missing_source_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(PackageError, match="cannot be read"):
+    with pytest.raises(SourceError, match=r"nope is missing \(deleted or moved\?\)") as caught:
         build_package(tmp_path / "nope", rules=IgnoreRules(tmp_path / "nope"))
+    assert caught.value.code == "source" and isinstance(caught.value, PackageError)
 
 
 def test_size_limit_with_a_small_limit(tree: Tree) -> None:
@@ -402,12 +404,64 @@ def test_run_build_failure_carries_tail_and_code(tree: Tree) -> None:
     assert "line1\n" in error.output and "line5\n" not in error.message  # the message keeps only the tail
 
 
+def processes_with(marker: str) -> list[int]:
+    """Pids of live processes whose command line holds marker (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if marker.encode() in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc to look for left-over processes")
 def test_run_build_timeout_kills_the_tree(tree: Tree) -> None:
     src = tree({"index.py": ""})
+    marker = f"fgsync-build-timeout-{os.getpid()}"
+    # A child in the background and one in the foreground: both must go, not just the shell.
+    command = (
+        f"echo started; {sys.executable} -c 'import time; time.sleep(60)' {marker} & "
+        f"{sys.executable} -c 'import time; time.sleep(60)' {marker}"
+    )
     with pytest.raises(BuildError, match=r"timed out after 0\.5 s") as caught:
-        run_build(f"echo started; {sys.executable} -c 'import time; time.sleep(60)'", src, timeout=0.5)
+        run_build(command, src, timeout=0.5)
     assert caught.value.returncode is None
     assert "started" in caught.value.output
+    deadline = time.monotonic() + 5
+    while processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert processes_with(marker) == []
+
+
+def test_build_processes_stop_all_stops_a_running_build(tree: Tree) -> None:
+    src = tree({"index.py": ""})
+    marker = f"fgsync-build-abort-{os.getpid()}"
+    processes = BuildProcesses()
+    failure: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            run_build(f"{sys.executable} -c 'import time; time.sleep(60)' {marker}", src, processes=processes)
+        except BaseException as exc:
+            failure.append(exc)
+
+    worker = threading.Thread(target=build)
+    worker.start()
+    deadline = time.monotonic() + 5
+    while not processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert processes.running() == [str(src)]
+    processes.stop_all(grace=0.5)
+    worker.join(timeout=5)
+    assert not worker.is_alive()
+    assert isinstance(failure[0], BuildError) and "killed by signal" in failure[0].message
+    assert processes_with(marker) == []
 
 
 # --- incremental builds (PackageBuilder) -------------------------------------------------------------------

@@ -8,7 +8,7 @@ how they are opened), ``archive`` (the zip layout, written by hand so every head
 
 from __future__ import annotations
 
-from fgsync.package.build import run_build
+from fgsync.package.build import BuildProcesses, run_build
 from fgsync.package.builder import (
     CACHE_BYTES,
     MAX_PACKAGE_BYTES,
@@ -21,6 +21,7 @@ from fgsync.package.builder import (
 __all__ = [
     "CACHE_BYTES",
     "MAX_PACKAGE_BYTES",
+    "BuildProcesses",
     "BuildStats",
     "Package",
     "PackageBuilder",

@@ -6,6 +6,7 @@ The tree::
      ├── UsageError                  exit 2, code "usage"     bad arguments, unknown function name
      │    └── ConfigError            exit 2, code "config"    fgsync.toml problems: file, key, value, what is allowed
      ├── PackageError                exit 1, code "package"   symlink out of source, unreadable file, empty, > 50 MB
+     │    └── SourceError            exit 1, code "source"    the source folder is missing (deleted, not back yet)
      ├── BuildError                  exit 1, code "build"     the function's `build` command failed (carries its output)
      ├── HandlerError                exit 1, code "function"  the invoked handler raised, timed out or did not load
      ├── DriftError                  exit 1, code "drift"     --no-overwrite and someone else changed the function
@@ -63,6 +64,12 @@ class PackageError(FgsyncError):
     """The function's tree cannot be packaged (names the offending path)."""
 
     code = "package"
+
+
+class SourceError(PackageError):
+    """The function's source folder is missing: deleted by a build or a branch switch, and not back yet."""
+
+    code = "source"
 
 
 class BuildError(FgsyncError):

@@ -108,7 +108,7 @@ def test_plain_path_pairs_from_other_event_sources_are_never_transient(tmp_path:
     batch = next(gen)
     stop.set()
     assert batch == {Change("hello", "gone.py"), Change("hello", "index.py")}
-    assert RawEvent("p", False) == ("p", False, False)
+    assert RawEvent("p", False) == ("p", False, False, False)
 
 
 def test_a_sed_style_save_reports_only_the_edited_file(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import stat
 from pathlib import Path
 from typing import BinaryIO, Callable, NamedTuple, Optional
 
-from fgsync.errors import PackageError
+from fgsync.errors import PackageError, SourceError
 from fgsync.ignore import IgnoreRules
 
 S_ISREG = stat.S_ISREG
@@ -29,6 +29,13 @@ def read_error(rel: str, exc: OSError, what: str = "read") -> PackageError:
     """The PackageError for an OSError on rel; a VanishedError when the path no longer exists."""
     cls = VanishedError if isinstance(exc, FileNotFoundError) else PackageError
     return cls(f"cannot {what} {rel}: {exc.strerror or exc}")
+
+def missing_source(source: Path) -> SourceError:
+    """The error for a source folder that is not there (a build's ``rm -rf``, a branch switch)."""
+    return SourceError(
+        f"source folder {source} is missing (deleted or moved?); fgsync syncs it again as soon as it is back"
+    )
+
 
 # Where the OS lists folders through a descriptor (Linux, macOS), the walk uses it; Windows walks by path.
 _FD_WALK = os.scandir in os.supports_fd
@@ -100,6 +107,8 @@ def walk_source(source: Path, rules: IgnoreRules) -> list[SourceFile]:
     root = os.path.realpath(source)
     try:
         root_st = os.stat(root)
+    except FileNotFoundError:
+        raise missing_source(source) from None
     except OSError as exc:
         raise PackageError(f"source folder {source} cannot be read: {exc.strerror or exc}") from None
     if not stat.S_ISDIR(root_st.st_mode):

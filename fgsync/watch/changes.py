@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Callable, Optional
 
 from fgsync.watch.debounce import Debouncer
@@ -18,6 +19,9 @@ logger = logging.getLogger(__name__)
 
 #: Longest single wait, so a set ``stop_event`` is noticed quickly (watchfiles' "step").
 STEP_SECONDS = 0.05
+
+#: Seconds between two looks at whether each watched root is still the folder that is watched.
+ROOT_CHECK_SECONDS = 0.25
 
 #: With polling, the quiet time is at least the scan interval plus this.
 POLL_DEBOUNCE_MARGIN_MS = 100
@@ -35,7 +39,8 @@ def watch_changes(
     source: Optional[FileEventSource] = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[set[Change]]:
-    """Yield a set of :class:`Change` for every settled burst of file events, until ``stop_event`` is set.
+    """Yield a set of :class:`Change` for every settled burst of file events, until ``stop_event`` is set; then
+    once more with what was seen but had not settled, if anything.
 
     Args:
         targets: the functions to watch.
@@ -65,15 +70,21 @@ def watch_changes(
     born: dict[str, bool] = {}
     raw_paths: dict[Change, str] = {}
     with source:
+        check_at = clock() + ROOT_CHECK_SECONDS
         while not stop_event.is_set():
             due = debouncer.timeout()
             raw = source.get(STEP_SECONDS if due is None else min(due, STEP_SECONDS))
             while raw is not None:
                 path = raw[0]
-                if path in roots and not os.path.isdir(path):
-                    # The OS drops the watch with the folder; say so rather than go quiet.
-                    logger.warning("%s was removed: changes under it are no longer seen; restart fgsync watch", path)
-                seen = [c for c in changes_filter.match(path, is_dir=raw[1]) if suppress is None or not suppress(c)]
+                if getattr(raw, "rescan", False):
+                    seen = changes_filter.match_tree(path)
+                else:
+                    if path in roots:
+                        # The root itself was deleted or moved: its watch is dead even when a new folder with the
+                        # same inode number (reused at once by the file system) already stands in its place.
+                        source.rearm(Path(path))
+                    seen = changes_filter.match(path, is_dir=raw[1])
+                seen = [c for c in seen if suppress is None or not suppress(c)]
                 if seen:
                     # Event sources other than the observer (test scripts) may queue plain (path, is_dir) pairs.
                     born.setdefault(path, bool(getattr(raw, "created", False)))
@@ -82,10 +93,16 @@ def watch_changes(
                     debouncer.add(seen)
                 # A writer faster than this loop must not hold the burst past its max-wait.
                 raw = None if debouncer.ready() else source.get(0)
+            if clock() >= check_at:
+                check_at = clock() + ROOT_CHECK_SECONDS
+                source.check_roots()  # queues a rescan for each root that went missing or came back
             if debouncer.ready():
                 batch = _mark_transient(debouncer.take(), raw_paths, born)
                 born, raw_paths = {}, {}
                 yield batch
+        if len(debouncer):
+            # Stopping: what was seen but not yet settled is handed over, so nothing goes unreported.
+            yield _mark_transient(debouncer.take(), raw_paths, born)
 
 
 def _mark_transient(batch: set[Change], raw_paths: dict[Change, str], born: dict[str, bool]) -> set[Change]:

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 class Change(NamedTuple):
-    """One changed path of one function: ``path`` is POSIX, relative to the function's source.
+    """One changed path of one function: ``path`` is POSIX, relative to the function's source; "" means the
+    whole tree (its watch was re-armed, or the OS lost events): something may have changed anywhere.
 
     ``transient`` marks a path that came into being and was gone again within one burst (an editor's temp
     file renamed onto the real one, say): the burst still counts, but the path names nothing to report.
@@ -109,6 +110,15 @@ class ChangeFilter:
                 if rel and (self._reloaded(target, rel) or not self._ignored(target, rel, is_dir)):
                     changes.append(Change(target.name, rel))
                 break
+        return changes
+
+    def match_tree(self, path: str) -> list[Change]:
+        """A change of the whole tree (``path`` ""), for every function whose source is ``path`` or under it:
+        what a re-armed watch or lost events mean."""
+        changes = []
+        for target, roots in self._roots:
+            if any(_relative(root, path) is not None for root in roots):
+                changes.append(Change(target.name, ""))
         return changes
 
     def _reloaded(self, target: WatchTarget, rel: str) -> bool:

@@ -7,9 +7,11 @@ import errno
 import logging
 import os
 import queue
+import stat
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -36,7 +38,30 @@ class RawEvent(NamedTuple):
     is_dir: bool
     #: The event says the path came into being ("created"; not a move's destination, which may replace a file).
     created: bool = False
+    #: Not one path but everything under ``path``: its watch was (re-)armed, or the OS lost events.
+    rescan: bool = False
 
+
+#: The loggers through which watchdog reports an inotify queue overflow (the only sign it gives of lost events).
+_OVERFLOW_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
+_OVERFLOW_MESSAGE = "Inotify queue overflowed"
+
+
+class _OverflowFilter(logging.Filter):
+    """Turns watchdog's "Inotify queue overflowed" warnings into a rescan of every root, and keeps them off stderr."""
+
+    def __init__(self, on_overflow: Callable[[], None]) -> None:
+        super().__init__()
+        self._on_overflow = on_overflow
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        if not message.startswith(_OVERFLOW_MESSAGE):
+            return True
+        # watchdog says it twice (lost events; reconciling the recursive watches): one rescan is enough.
+        if "reconciling" not in message:
+            self._on_overflow()
+        return False
 
 
 def watch_roots(sources: Iterable[Path]) -> list[Path]:
@@ -67,7 +92,14 @@ class _QueueHandler(FileSystemEventHandler):
 
 
 class FileEventSource:
-    """One watchdog observer over the given folders, queueing raw ``(path, is_dir)`` events.
+    """One watchdog observer over the given folders, queueing :class:`RawEvent` records.
+
+    The OS drops a folder's watch with the folder: a root that is deleted and re-created (``rm -rf dist && tsc``,
+    a branch switch), or replaced by a rename, would go deaf for good. :meth:`check_roots` looks at each root's
+    identity (device, inode) and re-arms a watch whose folder is new, queueing a ``rescan`` for it (files
+    written before the new watch was up have no events of their own); a root that goes missing gets a
+    ``rescan`` too, so its functions are looked at and report the missing folder. An inotify queue overflow
+    (events lost) queues a ``rescan`` of every root.
 
     Use as a context manager (or ``start()``/``close()``); ``close()`` stops and joins the observer thread.
     """
@@ -80,6 +112,11 @@ class FileEventSource:
         self.poll_interval = poll_interval
         self._queue: queue.Queue[RawEvent] = queue.Queue()
         self._observer: Any = PollingObserver(timeout=poll_interval) if poll else Observer()
+        self._handler = _QueueHandler(self._queue)
+        # root -> (its watch or None while missing, its (st_dev, st_ino) or None while missing)
+        self._watches: dict[Path, tuple[Any, Optional[tuple[int, int]]]] = {}
+        self._overflow = _OverflowFilter(self._overflowed)
+        self._lock = threading.Lock()
         self._started = False
         self._closed = False
 
@@ -91,22 +128,83 @@ class FileEventSource:
         """
         if self._started:
             return
-        handler = _QueueHandler(self._queue)
         try:
             for root in self.roots:
                 if not root.is_dir():
                     raise FgsyncError(f"cannot watch {root}: not a folder")
-                self._observer.schedule(handler, str(root), recursive=True)
+                self._watches[root] = self._arm(root)
             self._observer.start()
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EMFILE):
-                raise FgsyncError(
-                    f"cannot watch {len(self.roots)} folder(s): the system's file-watch limit is reached "
-                    "(raise fs.inotify.max_user_watches, or run with --poll)"
-                ) from None
-            raise FgsyncError(f"cannot watch files: {exc}") from None
+            raise self._watch_error(exc) from None
+        for name in _OVERFLOW_LOGGERS:
+            logging.getLogger(name).addFilter(self._overflow)
         self._started = True
         logger.debug("watching %s (%s)", ", ".join(map(str, self.roots)), "polling" if self.poll else "native")
+
+    def _arm(self, root: Path) -> tuple[Any, Optional[tuple[int, int]]]:
+        """Watch ``root`` (its identity taken first: a replacement after that is seen by the next check)."""
+        identity = _identity(root)
+        if identity is None:
+            return None, None
+        return self._observer.schedule(self._handler, str(root), recursive=True), identity
+
+    def _watch_error(self, exc: OSError) -> FgsyncError:
+        if exc.errno in (errno.ENOSPC, errno.EMFILE):
+            return FgsyncError(
+                f"cannot watch {len(self.roots)} folder(s): the system's file-watch limit is reached "
+                "(raise fs.inotify.max_user_watches, or run with --poll)"
+            )
+        return FgsyncError(f"cannot watch files: {exc}")
+
+    def check_roots(self) -> list[tuple[Path, bool]]:
+        """Re-arm every root whose folder was replaced or came back; returns ``(root, present)`` for each root
+        whose state changed (a ``rescan`` is queued for it). Cheap: one ``stat`` per root.
+
+        Raises:
+            FgsyncError: a watch cannot be set up again (the OS watch limit).
+        """
+        changed: list[tuple[Path, bool]] = []
+        with self._lock:
+            if not self._started or self._closed:
+                return changed
+            for root, (_, identity) in list(self._watches.items()):
+                if _identity(root) != identity:
+                    changed.append((root, self._rearm(root)))
+        return changed
+
+    def rearm(self, root: Path) -> None:
+        """Watch ``root`` afresh (the OS reported the folder itself deleted or moved), queueing a ``rescan``."""
+        with self._lock:
+            if self._started and not self._closed and root in self._watches:
+                self._rearm(root)
+
+    def _rearm(self, root: Path) -> bool:
+        watch = self._watches[root][0]
+        if watch is not None:
+            self._unschedule(watch)
+        try:
+            self._watches[root] = self._arm(root)
+        except OSError as exc:
+            self._watches[root] = (None, None)
+            raise self._watch_error(exc) from None
+        present = self._watches[root][1] is not None
+        if present:
+            logger.info("%s is a new folder: watching it again", root)
+        else:
+            logger.info("%s is missing: watching for it to come back", root)
+        self._queue.put(RawEvent(str(root), True, rescan=True))
+        return present
+
+    def _unschedule(self, watch: Any) -> None:
+        try:
+            self._observer.unschedule(watch)
+        except (KeyError, OSError) as exc:  # the emitter already stopped with its folder
+            logger.debug("unschedule %s: %s", getattr(watch, "path", watch), exc)
+
+    def _overflowed(self) -> None:
+        logger.warning("the system dropped file events (inotify queue overflow): checking every function again")
+        for root in self.roots:
+            self._queue.put(RawEvent(str(root), True, rescan=True))
 
     def get(self, timeout: float) -> Optional[RawEvent]:
         """The next raw event, waiting at most ``timeout`` seconds (0: do not wait); None when none came."""
@@ -119,10 +217,13 @@ class FileEventSource:
 
     def close(self) -> None:
         """Stop the observer and join its thread (idempotent)."""
-        if self._closed:
-            return
-        self._closed = True
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
         if self._started:
+            for name in _OVERFLOW_LOGGERS:
+                logging.getLogger(name).removeFilter(self._overflow)
             self._observer.stop()
             self._observer.join()
 
@@ -133,3 +234,11 @@ class FileEventSource:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+
+def _identity(root: Path) -> Optional[tuple[int, int]]:
+    """``(st_dev, st_ino)`` of the folder at ``root``, or None when there is none."""
+    try:
+        st = os.stat(root)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None

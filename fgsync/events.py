@@ -3,16 +3,17 @@
 Event names and fields are the contract of SPEC.md "Output":
 
 ========  ===================================================================
-watching  functions, paths
+watching  functions, paths (after a reload of fgsync.toml also: reloaded)
 change    paths (at most 20), count
 packaged  files, bytes, sha512, ms
 skipped   reason: unchanged | remote-identical | server-unchanged
 drift     recorded, remote
 pushed    bytes, digest, ms
 invoked   status, result, log, ms
+waiting   reason: git-lock | in-flight, message
 error     code, message, retryable, retry_in_ms
 status    sha512, pushed_sha512, remote_digest, state
-stopped   —
+stopped   pending (functions with changes not pushed)
 ========  ===================================================================
 
 Modules that do work (sync, daemon) take an ``emit: Callable[[Event], None]`` and never print.
@@ -32,6 +33,7 @@ EVENT_NAMES = (
     "drift",
     "pushed",
     "invoked",
+    "waiting",
     "error",
     "status",
     "stopped",

@@ -22,7 +22,8 @@ from fgsync.config import FunctionConfig
 from fgsync.errors import ApiError, DriftError
 from fgsync.events import SKIP_REMOTE_IDENTICAL, SKIP_SERVER_UNCHANGED, SKIP_UNCHANGED, Emit, Event
 from fgsync.ignore import IgnoreRules
-from fgsync.package import Package, build_package, run_build
+from fgsync.package import BuildProcesses, Package, build_package, run_build
+from fgsync.package.walk import missing_source
 from fgsync.remote import FunctionGraphClient, ProgressHook, RemoteCode
 from fgsync.state import PushRecord, StateStore
 
@@ -63,16 +64,32 @@ def build_and_package(
     *,
     emit: Emit,
     package_fn: Optional[PackageFn] = None,
+    after_build: Optional[Callable[[FunctionConfig], None]] = None,
+    processes: Optional[BuildProcesses] = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Package:
     """Run the function's `build` command (if any), package it, and emit `packaged`.
 
+    Args:
+        fn: the function.
+        emit: where `packaged` goes.
+        package_fn: how to package (default: a cold :func:`package_function`).
+        after_build: called right after a successful build, before packaging (the daemon takes the digest of
+            the inputs there: see :mod:`fgsync.package.fingerprint`).
+        processes: where the running build is registered, so an abort can stop it.
+        clock: monotonic seconds.
+
     Raises:
+        SourceError: the source folder is missing.
         BuildError, PackageError: the function could not be packaged.
     """
     started = clock()
     if fn.build:
-        run_build(fn.build, fn.source)
+        if not fn.source.is_dir():
+            raise missing_source(fn.source)  # before the shell says "No such file or directory" about cwd
+        run_build(fn.build, fn.source, timeout=fn.build_timeout_s, processes=processes)
+        if after_build is not None:
+            after_build(fn)
     package = (package_fn or package_function)(fn)
     fields = {"files": package.files, "bytes": package.size, "sha512": package.sha512, "ms": _ms(clock() - started)}
     emit(Event("packaged", fn.name, fields))
@@ -114,6 +131,8 @@ def sync_function(
     no_overwrite: bool = False,
     package_fn: Optional[PackageFn] = None,
     progress: Optional[ProgressHook] = None,
+    after_build: Optional[Callable[[FunctionConfig], None]] = None,
+    processes: Optional[BuildProcesses] = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> SyncResult:
     """Run the build (if any), package, compare with the last push and the remote, then upload or skip.
@@ -124,7 +143,9 @@ def sync_function(
         DriftError: the remote changed behind fgsync's back and ``no_overwrite`` is set.
     """
     started = clock()
-    package = build_and_package(fn, emit=emit, package_fn=package_fn, clock=clock)
+    package = build_and_package(
+        fn, emit=emit, package_fn=package_fn, after_build=after_build, processes=processes, clock=clock
+    )
 
     def result(action: str, reason: Optional[str], digest: Optional[str], drift: bool = False) -> SyncResult:
         return SyncResult(fn.name, action, reason, package, digest, drift, _ms(clock() - started))

@@ -24,6 +24,7 @@ from fgsync.errors import (
     TransientApiError,
 )
 from fgsync.events import Emit, Event
+from fgsync.package.fingerprint import InputFingerprints
 from fgsync.watch import Daemon, Scheduler, Timing, backoff_delay, git_lock_held
 
 # -- Scheduler (pure, fake time) -------------------------------------------------------------------------------
@@ -227,7 +228,7 @@ class FakeSync:
             return sum(1 for n, _ in self.calls if n == name)
 
 
-FAST = Timing(backoff_base=0.05, backoff_cap=0.2, auth_poll=0.05, auth_retry=0.5, lock_poll=0.05, build_grace=0.2)
+FAST = Timing(backoff_base=0.05, backoff_cap=0.2, auth_poll=0.05, auth_retry=0.5, lock_poll=0.05)
 
 
 @contextmanager
@@ -321,26 +322,70 @@ def test_a_folder_shared_by_two_functions_rechecks_both(tmp_path: Path) -> None:
 
 
 def test_build_output_never_retriggers(tmp_path: Path) -> None:
+    """A build whose output differs every time (a counter, a timestamp) must not loop: its own writes are
+    compared with what the inputs held right after it, and dropped."""
     src = make_tree(tmp_path / "app", {"index.py": "v1"})
     events = Events()
     sync = FakeSync(events)
+    fingerprints = InputFingerprints()
     builds = []
 
     def build(fn: FunctionConfig) -> None:  # what a build command does: writes into the source
         builds.append(1)
         (fn.source / "dist").mkdir(exist_ok=True)
         (fn.source / "dist" / "bundle.py").write_text(f"bundle {len(builds)}")
+        fingerprints.record(fn)  # what sync_function's after_build does
 
     sync.during = build
-    with running([make_fn("app", src, build="make")], sync, events):
+    with running([make_fn("app", src, build="make")], sync, events, inputs_changed=fingerprints.changed):
         idle(sync, events, "app", 1)
-        time.sleep(0.4)  # past debounce and grace: a self-trigger would have started
+        time.sleep(0.4)  # past the debounce: a self-trigger would have started
         assert sync.count("app") == 1
         (src / "index.py").write_text("v2")
         idle(sync, events, "app", 2)
         time.sleep(0.4)
     assert sync.count("app") == 2
     assert not [e for e in events.named("change") if any(p.startswith("dist") for p in e.fields["paths"])]
+    assert [e.fields["paths"] for e in events.named("change")] == [["index.py"]]
+
+
+def test_a_save_right_after_a_build_is_never_dropped(tmp_path: Path) -> None:
+    """The old time window dropped every event for 0.3 s after a build's packaging; by content, a save that
+    lands right after packaging (before the build's own events even settle) is a change like any other."""
+    src = make_tree(tmp_path / "app", {"index.py": "v1"})
+    events = Events()
+    sync = FakeSync(events)
+    fingerprints = InputFingerprints()
+    saved = threading.Event()
+
+    def build(fn: FunctionConfig) -> None:
+        (fn.source / "dist").mkdir(exist_ok=True)
+        (fn.source / "dist" / "bundle.py").write_text(f"bundle {time.monotonic()}")
+        fingerprints.record(fn)
+        if sync.count("app") == 2 and not saved.is_set():
+            saved.set()
+            (fn.source / "index.py").write_text("v3")  # the user saves while the sync is still running
+
+    sync.during = build
+    with running([make_fn("app", src, build="make")], sync, events, inputs_changed=fingerprints.changed):
+        idle(sync, events, "app", 1)
+        (src / "index.py").write_text("v2")
+        idle(sync, events, "app", 3)
+        time.sleep(0.4)
+    assert [snap["index.py"] for _, snap in sync.calls] == ["v1", "v2", "v3"]
+
+
+def test_changes_while_a_build_fails_are_not_lost(tmp_path: Path) -> None:
+    src = make_tree(tmp_path / "app", {"index.py": "v1"})
+    events = Events()
+    sync = FakeSync(events)
+    fingerprints = InputFingerprints()
+    sync.errors = [BuildError("build command failed with exit code 2")]
+    with running([make_fn("app", src, build="make")], sync, events, inputs_changed=fingerprints.changed):
+        idle(sync, events, "app", 1)  # failed before any fingerprint was taken
+        (src / "index.py").write_text("v2")
+        idle(sync, events, "app", 2)
+    assert [snap["index.py"] for _, snap in sync.calls] == ["v1", "v2"]
 
 
 def test_retryable_failures_retry_by_themselves_and_one_function_failing_spares_others(tmp_path: Path) -> None:
@@ -422,4 +467,9 @@ def test_stop_lets_the_upload_in_flight_finish(tmp_path: Path) -> None:
     sync.gate.set()
     thread.join(10)
     assert not thread.is_alive()
-    assert [e.event for e in events.items] == ["watching", "packaged", "pushed", "stopped"]
+    assert [e.event for e in events.items] == ["watching", "packaged", "waiting", "pushed", "stopped"]
+    assert events.items[2].fields == {
+        "reason": "in-flight",
+        "message": "waiting for the upload of hello; Ctrl+C again to abort",
+    }
+    assert events.items[-1].fields == {"pending": []}

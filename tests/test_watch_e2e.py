@@ -25,7 +25,7 @@ from test_daemon import Events
 from fgsync.auth.credentials import credential_stamp, resolve_credentials, save_token
 from fgsync.auth.iam import IssuedToken
 from fgsync.auth.keyring_store import KeyringStore
-from fgsync.cli.watch_cmd import ClientCache, IncrementalPackager, make_sync_step
+from fgsync.cli.watch_cmd import ClientCache, IncrementalPackager, WatchState, make_sync_step
 from fgsync.config import FunctionConfig, load_config
 from fgsync.events import Emit
 from fgsync.remote import FunctionGraphClient, RetryPolicy
@@ -246,7 +246,7 @@ def keyring_login(project: Path) -> Iterator[tuple[KeyringStore, Callable[[Funct
 
     clients = ClientCache(make_client, stamp)
     try:
-        yield store, make_sync_step(_App(), config, clients), stamp  # type: ignore[arg-type]
+        yield store, make_sync_step(_App(), WatchState(config), clients), stamp  # type: ignore[arg-type]
     finally:
         clients.close()
 
@@ -354,7 +354,10 @@ def test_a_signal_during_an_upload_lets_it_finish_and_exits_cleanly(
     assert proc.returncode == code, err
     assert "Traceback" not in err
     events = [json.loads(line) for line in out.splitlines()]
-    assert [e["event"] for e in events] == ["watching", "packaged", "pushed", "stopped"]
+    assert [e["event"] for e in events] == ["watching", "packaged", "waiting", "pushed", "stopped"]
+    # said at once, while the upload is still held: what is in flight, and how to abort it
+    assert events[2]["message"] == "waiting for the upload of hello; Ctrl+C again to abort"
+    assert events[-1]["pending"] == []
     assert emu.uploads("hello") == 1
     fn = load_config(project / "fgsync.toml").functions[0]
     assert emu.function("hello").digest == package_function(fn).sha512 == events[1]["sha512"]
@@ -467,7 +470,9 @@ def test_a_second_ctrl_c_aborts_the_upload_at_once(project: Path, emulator: Any)
     assert code == 130
     assert time.monotonic() - aborted < 3.0
     assert "Aborted." in err and "Traceback" not in err
-    assert [json.loads(line)["event"] for line in watch.lines] == ["watching", "packaged"]
+    events = [json.loads(line) for line in watch.lines]
+    assert [e["event"] for e in events] == ["watching", "packaged", "waiting", "stopped"]
+    assert events[-1]["pending"] == ["hello"]  # the upload was abandoned: its change is named as not pushed
 
 
 def test_client_cache_builds_lazily_and_rebuilds_when_the_credentials_change(emulator: Any) -> None:

@@ -34,8 +34,16 @@ def short(digest: Optional[str]) -> str:
     return digest[:12] if digest else "-"
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x1b``): a file name with a newline in it must
+    not split a line that problem matchers and scripts read as one, nor drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 def _paths(paths: list[str], count: int) -> str:
-    shown = ", ".join(paths[:3])
+    shown = ", ".join(printable(p) for p in paths[:3])
     more = count - min(len(paths), 3)
     return f"{shown} (+{more} more)" if more > 0 else shown
 
@@ -45,7 +53,10 @@ def render_human(event: Event) -> str:
     f = event.fields
     if event.event == "watching":
         names = ", ".join(f["functions"])
-        return f"watching {len(f['functions'])} function(s): {names} — Ctrl+C to stop"
+        line = f"watching {len(f['functions'])} function(s): {names} — Ctrl+C to stop"
+        if "reloaded" in f:
+            return f"fgsync.toml reloaded: {_reload_summary(f['reloaded'])}; {line}"
+        return line
     if event.event == "change":
         return f"changed {_paths(f['paths'], f['count'])}"
     if event.event == "packaged":
@@ -93,9 +104,25 @@ def render_human(event: Event) -> str:
         if f.get("last_modified"):
             details.append(f"modified {f['last_modified']}")
         return text + ("  " + "  ".join(details) if details else "")
+    if event.event == "waiting":
+        return str(f["message"])
     if event.event == "stopped":
-        return "stopped"
+        pending = f.get("pending") or []
+        return f"stopped; changes not pushed: {', '.join(pending)}" if pending else "stopped"
     return event.event
+
+
+def _reload_summary(reloaded: dict[str, Any]) -> str:
+    parts = []
+    if reloaded.get("added"):
+        parts.append("added " + ", ".join(reloaded["added"]))
+    if reloaded.get("removed"):
+        parts.append("removed " + ", ".join(reloaded["removed"]))
+    for name, keys in (reloaded.get("changed") or {}).items():
+        parts.append(f"changed {name} ({', '.join(keys)})")
+    for key, (old, new) in (reloaded.get("settings") or {}).items():
+        parts.append(f"{key} {old} -> {new}")
+    return "; ".join(parts) if parts else "nothing to apply"
 
 
 def failure_summary(result: Any) -> Optional[str]:
@@ -144,6 +171,9 @@ class Reporter:
         self._out = out
         self._err = err
         self._lock = threading.Lock()
+        #: Called (once) when stdout is gone: `fgsync watch | head -1`, a closed terminal. `watch` stops then.
+        self.on_closed: Optional[Callable[[], None]] = None
+        self._closed = False
 
     @property
     def out(self) -> TextIO:
@@ -157,31 +187,41 @@ class Reporter:
         """Write one event."""
         with self._lock:
             if self.json_mode:
-                self.out.write(json.dumps(event.to_json(), ensure_ascii=False, sort_keys=False) + "\n")
-                self.out.flush()
+                self._write(self.out, json.dumps(event.to_json(), ensure_ascii=False, sort_keys=False) + "\n")
                 return
             if self.quiet and event.event not in ("error", "drift"):
                 return
             stream = self.err if event.event == "error" else self.out
             stamp = _dt.datetime.now().strftime("%H:%M:%S")
             who = f"{event.function}  " if event.function else ""
-            stream.write(f"{stamp} {who}{render_human(event)}\n")
-            stream.flush()
+            self._write(stream, f"{stamp} {who}{render_human(event)}\n")
 
     def info(self, text: str) -> None:
         """A line for a person: stdout in human mode, stderr with --json, nothing with --quiet."""
         if self.quiet:
             return
         with self._lock:
-            stream = self.err if self.json_mode else self.out
-            stream.write(text + "\n")
-            stream.flush()
+            self._write(self.err if self.json_mode else self.out, text + "\n")
 
     def document(self, data: dict[str, Any]) -> None:
         """One JSON document on stdout (for commands whose --json answer is not an event stream)."""
         with self._lock:
-            self.out.write(json.dumps(data, ensure_ascii=False) + "\n")
-            self.out.flush()
+            self._write(self.out, json.dumps(data, ensure_ascii=False) + "\n")
+
+    def _write(self, stream: TextIO, text: str) -> None:
+        """Write and flush; a reader that went away ends the output quietly instead of raising in a worker."""
+        if self._closed and stream is self.out:
+            return
+        try:
+            stream.write(text)
+            stream.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            if stream is not self.out:
+                return  # stderr gone too: nothing left to tell anyone
+            self._closed = True
+            _detach(stream)
+            if self.on_closed is not None:
+                self.on_closed()
 
     @contextlib.contextmanager
     def progress(self, function: str) -> Iterator[ProgressHook]:
@@ -222,6 +262,18 @@ class Reporter:
         finally:
             if shown:
                 bar.stop()
+
+
+def _detach(stream: TextIO) -> None:
+    """Point a dead stream's descriptor at the null device, so the interpreter's last flush does not complain."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (tests): nothing to detach
+        pass
 
 
 def _isatty(stream: TextIO) -> bool:

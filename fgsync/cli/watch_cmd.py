@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from types import FrameType
 from typing import Callable, Optional
 
@@ -24,14 +25,15 @@ from fgsync.cli.common import common_options
 from fgsync.cli.completion import complete_function_names
 from fgsync.cli.context import AppContext, app_context
 from fgsync.cli.invoke_cmd import invoke_function, read_event
-from fgsync.config import Config, FunctionConfig, select_functions
+from fgsync.config import Config, FunctionConfig, load_config, select_functions
 from fgsync.errors import EXIT_INTERRUPTED, EXIT_OK, FgsyncError
 from fgsync.events import Emit, error_event
 from fgsync.ignore import IgnoreRules
-from fgsync.package import Package, PackageBuilder
+from fgsync.package import BuildProcesses, Package, PackageBuilder
+from fgsync.package.fingerprint import InputFingerprints
 from fgsync.remote import FunctionGraphClient
 from fgsync.sync import SyncResult, sync_function
-from fgsync.watch import Daemon, SyncStep
+from fgsync.watch import Daemon, SyncStep, WatchSettings
 
 logger = logging.getLogger(__name__)
 
@@ -87,24 +89,40 @@ class ClientCache:
 
 class IncrementalPackager:
     """Packages each function with its own :class:`fgsync.package.PackageBuilder`, kept across syncs, so a
-    save re-deflates only the files that changed (the bytes are those of a cold build)."""
+    save re-deflates only the files that changed (the bytes are those of a cold build). A function whose
+    definition changes (fgsync.toml reloaded) gets a new builder."""
 
     def __init__(self) -> None:
-        self._builders: dict[str, PackageBuilder] = {}
+        self._builders: dict[str, tuple[FunctionConfig, PackageBuilder]] = {}
         self._lock = threading.Lock()
 
     def __call__(self, fn: FunctionConfig) -> Package:
         """The function's package, as :func:`fgsync.sync.package_function` would build it."""
         with self._lock:
-            builder = self._builders.get(fn.name)
-            if builder is None:
+            known = self._builders.get(fn.name)
+            if known is None or known[0] != fn:
                 rules = IgnoreRules.for_function(fn.source, exclude=fn.exclude, use_gitignore=fn.use_gitignore)
                 builder = PackageBuilder(fn.source, rules=rules, code_type=fn.code_type, artifact=fn.artifact)
-                self._builders[fn.name] = builder
-        return builder.build()
+                known = self._builders[fn.name] = (fn, builder)
+        return known[1].build()
 
 
-def make_sync_step(app: AppContext, config: Config, clients: ClientCache, *, invoke: bool = False) -> SyncStep:
+@dataclass
+class WatchState:
+    """What the sync step reads at each sync, replaced when fgsync.toml is reloaded."""
+
+    config: Config
+
+
+def make_sync_step(
+    app: AppContext,
+    state: WatchState,
+    clients: ClientCache,
+    *,
+    invoke: bool = False,
+    fingerprints: Optional[InputFingerprints] = None,
+    builds: Optional[BuildProcesses] = None,
+) -> SyncStep:
     """The daemon's sync step: :func:`fgsync.sync.sync_function` with incremental packaging, then (``invoke``)
     an invocation after a push.
 
@@ -124,10 +142,12 @@ def make_sync_step(app: AppContext, config: Config, clients: ClientCache, *, inv
                 fn,
                 client=client,
                 store=app.store,
-                endpoint=config.endpoint,
+                endpoint=state.config.endpoint,
                 emit=emit,
                 package_fn=packager,
                 progress=progress,
+                after_build=fingerprints.record if fingerprints is not None else None,
+                processes=builds,
             )
         if invoke and result.action == "pushed":
             _invoke(fn, client, emit)
@@ -144,9 +164,13 @@ def _invoke(fn: FunctionConfig, client: FunctionGraphClient, emit: Emit) -> None
         emit(error_event(fn.name, error.code, f"invoke: {error.message}", retryable=False))
 
 
+#: The signals that stop `fgsync watch`: Ctrl+C, `kill`, and the terminal closing (SIGHUP acts as SIGTERM).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
 @contextlib.contextmanager
 def handle_signals(stop: threading.Event, *, abort: Callable[[int], None]) -> Iterator[list[int]]:
-    """SIGINT and SIGTERM set ``stop``; a second one calls ``abort(signum)``. Yields the signals received.
+    """SIGINT, SIGTERM and SIGHUP set ``stop``; a second one calls ``abort(signum)``. Yields the signals received.
 
     Outside the main thread (where Python cannot install handlers) nothing is installed.
     """
@@ -160,7 +184,7 @@ def handle_signals(stop: threading.Event, *, abort: Callable[[int], None]) -> It
 
     previous = {}
     try:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             previous[sig] = signal.signal(sig, handler)
     except ValueError:
         logger.debug("not the main thread: no signal handlers")
@@ -171,12 +195,32 @@ def handle_signals(stop: threading.Event, *, abort: Callable[[int], None]) -> It
             signal.signal(sig, old)
 
 
-def _abort(_signum: int) -> None:
-    # Second Ctrl+C: the user wants out now, upload or not. os._exit skips joining the upload thread.
-    sys.stdout.flush()
-    sys.stderr.write("Aborted.\n")
-    sys.stderr.flush()
-    os._exit(EXIT_INTERRUPTED)
+def make_abort(daemon: Daemon, builds: BuildProcesses) -> Callable[[int], None]:
+    """The second signal: stop every build's process group, say what was not pushed, and exit at once."""
+
+    def abort(_signum: int) -> None:
+        # The user wants out now, upload or not: os._exit skips joining the upload thread.
+        builds.stop_all(grace=1.0)
+        daemon.emit_stopped()
+        sys.stdout.flush()
+        sys.stderr.write("Aborted.\n")
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)
+
+    return abort
+
+
+def warn_own_folders_inside(functions: Sequence[FunctionConfig]) -> None:
+    """fgsync's cache folder inside a source is left out of packages and watches; say so once, at start."""
+    for fn in functions:
+        rules = IgnoreRules.for_function(fn.source, exclude=fn.exclude, use_gitignore=fn.use_gitignore)
+        for rel in sorted(rules.private_inside):
+            logger.warning(
+                "%s: fgsync's own folder %s is inside the source %s; it is never packaged or watched",
+                fn.name,
+                rel,
+                fn.source,
+            )
 
 
 @click.command("watch")
@@ -208,22 +252,47 @@ def watch_command(
     app = app_context()
     config = app.load_config()
     functions = select_functions(config, names)
+    state = WatchState(config)
 
     def stamp() -> str:
-        return credential_stamp(iam_endpoint=config.iam_endpoint, project_id=config.project_id, env=os.environ)
+        current = state.config
+        return f"{current.endpoint}\n" + credential_stamp(
+            iam_endpoint=current.iam_endpoint, project_id=current.project_id, env=os.environ
+        )
 
-    clients = ClientCache(lambda: app.make_client(config), stamp)
+    def settings(loaded: Config) -> WatchSettings:
+        return WatchSettings(
+            select_functions(loaded, names),
+            loaded.watch.debounce_ms if debounce_ms is None else debounce_ms,
+            loaded.watch.max_wait_ms if max_wait_ms is None else max_wait_ms,
+            loaded.watch.poll if poll is None else poll,
+            context=loaded,
+        )
+
+    def on_reload(new: WatchSettings) -> None:
+        state.config = new.context
+
+    clients = ClientCache(lambda: app.make_client(state.config), stamp)
+    fingerprints = InputFingerprints()
+    builds = BuildProcesses()
     stop = threading.Event()
+    first = settings(config)
+    warn_own_folders_inside(functions)
     daemon = Daemon(
-        functions,
-        sync=make_sync_step(app, config, clients, invoke=invoke),
+        first.functions,
+        sync=make_sync_step(app, state, clients, invoke=invoke, fingerprints=fingerprints, builds=builds),
         emit=app.reporter.emit,
         stop_event=stop,
-        debounce_ms=config.watch.debounce_ms if debounce_ms is None else debounce_ms,
-        max_wait_ms=config.watch.max_wait_ms if max_wait_ms is None else max_wait_ms,
-        poll=config.watch.poll if poll is None else poll,
+        debounce_ms=first.debounce_ms,
+        max_wait_ms=first.max_wait_ms,
+        poll=first.poll,
         credential_stamp=stamp,
+        inputs_changed=fingerprints.changed,
+        config_file=config.path,
+        reload=lambda: settings(load_config(config.path)),
+        on_reload=on_reload,
     )
+    app.reporter.on_closed = stop.set  # `fgsync watch | head -1`: the reader is gone, stop as on SIGTERM
     failure: list[BaseException] = []
 
     def run() -> None:
@@ -234,7 +303,7 @@ def watch_command(
 
     # The daemon runs on its own thread so the main thread only waits: a signal handler then never
     # interrupts code holding one of the daemon's locks.
-    with handle_signals(stop, abort=_abort) as received:
+    with handle_signals(stop, abort=make_abort(daemon, builds)) as received:
         thread = threading.Thread(target=run, name="fgsync-daemon")
         thread.start()
         try:

@@ -51,6 +51,7 @@ class FunctionConfig:
     depend_version_list: Optional[tuple[str, ...]]
     kms_key_id: Optional[str]
     invoke_event: Optional[Path]
+    build_timeout_s: float = 600.0
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from fgsync.watch.daemon import Daemon, SyncStep
 from fgsync.watch.debounce import Debouncer
 from fgsync.watch.filter import Change, ChangeFilter, WatchTarget
 from fgsync.watch.gitlock import git_lock_held
+from fgsync.watch.reload import WatchSettings
 from fgsync.watch.scheduler import Scheduler, Timing, backoff_delay
 from fgsync.watch.source import DEFAULT_POLL_INTERVAL, FileEventSource, RawEvent, watch_roots
 
@@ -28,6 +29,7 @@ __all__ = [
     "Scheduler",
     "SyncStep",
     "Timing",
+    "WatchSettings",
     "WatchTarget",
     "backoff_delay",
     "git_lock_held",

@@ -1,16 +1,14 @@
 """The watch loop: batches of changes -> syncs, one in flight per function, with retries and pauses.
 
-:class:`Scheduler` is the policy alone (which function syncs when): time is an argument, credentials and git
-locks are callables, so it is unit-tested with a fake clock. :class:`Daemon` drives it with one watcher
-thread (:func:`fgsync.watch.changes.watch_changes`), a pool of sync threads and a main loop that sleeps on an event,
-uvicorn style, so a stop is seen at once. The rules (follow-ups, git locks, build output, backoff, pauses on
-401, signals) are in docs/watch.md.
+:class:`fgsync.watch.scheduler.Scheduler` is the policy alone (which function syncs when). :class:`Daemon` drives
+it with one watcher thread (:func:`fgsync.watch.changes.watch_changes`), a pool of sync threads and a main loop
+that sleeps on an event, uvicorn style, so a stop is seen at once. The rules (follow-ups, git locks, build
+output, backoff, pauses on 401, reloads of fgsync.toml, signals) and the guarantees are in docs/watch.md.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import queue
 import random
 import threading
@@ -21,10 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Union
 
-from fgsync.events import Emit, Event, change_event
+from fgsync.errors import FgsyncError
+from fgsync.events import Emit, Event, change_event, error_event
 from fgsync.watch.changes import watch_changes
 from fgsync.watch.filter import Change, WatchTarget
 from fgsync.watch.gitlock import git_lock_held
+from fgsync.watch.reload import ConfigFileWatch, WatchSettings, changed_functions, describe_reload
 from fgsync.watch.scheduler import Scheduler, Timing, no_stamp
 from fgsync.watch.source import DEFAULT_POLL_INTERVAL, FileEventSource, watch_roots
 
@@ -39,11 +39,15 @@ SyncStep = Callable[["FunctionConfig", Emit], object]
 #: Longest sleep of the main loop between two looks at ``stop_event``.
 _STEP_SECONDS = 0.1
 
+_PHASE_WORDS = {"build": "the build", "package": "the packaging", "upload": "the upload"}
+
 
 @dataclass(frozen=True)
 class _Done:
     name: str
     error: Optional[BaseException]
+    #: The sync was dropped: the inputs were what the function's last build left.
+    unchanged: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,28 @@ class _Fatal:
 
 
 _Item = Union[frozenset[Change], _Done, _Fatal]
+
+
+@dataclass
+class _Watcher:
+    """One watcher thread over one event source (replaced as a whole when fgsync.toml changes)."""
+
+    source: FileEventSource
+    thread: threading.Thread
+    stop: threading.Event
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+        self.source.close()
+
+
+@dataclass
+class _Phase:
+    name: str  # "build", "package" or "upload"
+    since: float
+    notice_at: float
 
 
 class Daemon:
@@ -66,11 +92,17 @@ class Daemon:
         poll: poll the file system instead of native events.
         credential_stamp: fingerprint of the current credentials, polled while a function is paused.
         clock: monotonic seconds.
-        timing: delays (backoff, auth polling, git-lock polling, build grace).
-        max_workers: parallel syncs; default ``min(4, len(functions))``.
+        timing: delays (backoff, auth polling, git-lock polling, notices).
+        max_workers: parallel syncs; default 4.
         poll_interval: seconds between scans with ``poll``.
-        lock_held: whether git holds a source folder (default :func:`git_lock_held`).
+        lock_held: the git lock holding a source folder, if any (default :func:`git_lock_held`).
         rand: [0, 1) for the backoff jitter.
+        inputs_changed: for functions with a ``build``: whether their inputs differ from what their last build
+            left (:class:`fgsync.package.fingerprint.InputFingerprints`). Changes that may be a build's own
+            output are checked with it before a sync is spent on them; without it, every change syncs.
+        config_file: fgsync.toml, looked at for edits (with ``reload``).
+        reload: reads the configuration again (raises ConfigError); the daemon applies what it returns.
+        on_reload: called with the new settings once they are in force.
     """
 
     def __init__(
@@ -88,40 +120,64 @@ class Daemon:
         timing: Timing = Timing(),
         max_workers: Optional[int] = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
-        lock_held: Callable[[Path], bool] = git_lock_held,
+        lock_held: Callable[[Path], object] = git_lock_held,
         rand: Callable[[], float] = random.random,
+        inputs_changed: Optional[Callable[[FunctionConfig], bool]] = None,
+        config_file: Optional[Path] = None,
+        reload: Optional[Callable[[], WatchSettings]] = None,
+        on_reload: Optional[Callable[[WatchSettings], None]] = None,
     ) -> None:
         if not functions:
             raise ValueError("no functions to watch")
+        self.settings = WatchSettings(tuple(functions), debounce_ms, max_wait_ms, poll)
         self.functions = {fn.name: fn for fn in functions}
         self._sync = sync
         self._emit_to = emit
         self._stop = stop_event
-        self.debounce_ms = debounce_ms
-        self.max_wait_ms = max_wait_ms
-        self.poll = poll
         self.poll_interval = poll_interval
         self._clock = clock
         self.timing = timing
-        self._max_workers = max_workers or min(4, len(functions))
+        # Threads start only as work needs them: the bound is the parallelism, for the functions of any reload.
+        self._max_workers = max_workers or 4
         self.scheduler = Scheduler(
             list(self.functions),
             timing=timing,
             credential_stamp=credential_stamp,
-            lock_held=lambda name: lock_held(self.functions[name].source),
+            lock_held=lambda name: lock_held(self.functions[name].source) if name in self.functions else None,
             rand=rand,
         )
+        self._inputs_changed = inputs_changed
+        self._config_file = config_file if reload is not None else None
+        self._reload = reload
+        self._on_reload = on_reload
         self._emit_lock = threading.Lock()
         self._inbox: queue.Queue[_Item] = queue.Queue()
         self._wake = threading.Event()
-        # function name -> monotonic time until which events under its source are its build's output
-        self._build_until: dict[str, float] = {}
+        # Paths of changes that may be a build's output, per function, reported once the inputs are checked.
+        self._held_paths: dict[str, list[str]] = {}
+        self._phases: dict[str, _Phase] = {}
+        self._phases_lock = threading.Lock()
+        self._stopped = False
+
+    @property
+    def debounce_ms(self) -> int:
+        return self.settings.debounce_ms
+
+    @property
+    def max_wait_ms(self) -> int:
+        return self.settings.max_wait_ms
+
+    @property
+    def poll(self) -> bool:
+        return self.settings.poll
 
     def emit(self, event: Event) -> None:
-        """Report an event (thread-safe); a ``packaged`` event ends its function's build window."""
-        if event.event == "packaged" and event.function in self._build_until:
-            self._build_until[event.function] = self._clock() + self.timing.build_grace
+        """Report an event (thread-safe); ``packaged`` moves its function's sync into its upload phase."""
+        if event.event == "packaged" and event.function is not None:
+            self._enter_phase(event.function, "upload")
         with self._emit_lock:
+            if self._stopped and event.event != "stopped":
+                return
             self._emit_to(event)
 
     def run(self) -> None:
@@ -130,46 +186,62 @@ class Daemon:
         Raises:
             FgsyncError: the folders cannot be watched, or an ignore file is invalid at start.
         """
-        targets = [WatchTarget.for_function(fn) for fn in self.functions.values()]
-        source = FileEventSource(
-            watch_roots(t.source for t in targets), poll=self.poll, poll_interval=self.poll_interval
-        )
-        source.start()  # before the initial sync, so a save during it is not missed
-        watch_stop = threading.Event()
-        watcher = threading.Thread(
-            target=self._watch, args=(targets, source, watch_stop), name="fgsync-watch", daemon=True
-        )
+        watcher = self._start_watcher(self.settings)  # before the initial sync, so a save during it is seen
+        config_watch = ConfigFileWatch(self._config_file, now=self._clock()) if self._config_file else None
         executor = ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="fgsync-sync")
         try:
-            self.emit(
-                Event(
-                    "watching",
-                    None,
-                    {
-                        "functions": list(self.functions),
-                        "paths": list(dict.fromkeys(str(fn.source) for fn in self.functions.values())),
-                    },
-                )
-            )
-            watcher.start()
-            self._loop(executor)
+            self.emit(self._watching_event())
+            while not self._stop.is_set():
+                if config_watch is not None and config_watch.edited(self._clock()):
+                    watcher = self._apply_reload(watcher, executor)
+                self._step(executor)
+            self._drain()
+            self._say_in_flight()
         finally:
-            watch_stop.set()
-            if watcher.is_alive():
-                watcher.join()
-            source.close()
+            watcher.close()  # hands over what it saw but had not settled
             executor.shutdown(wait=True, cancel_futures=True)
             self._drain(final=True)
-            self.emit(Event("stopped"))
+            self.emit_stopped()
 
-    def _watch(self, targets: list[WatchTarget], source: FileEventSource, watch_stop: threading.Event) -> None:
+    def emit_stopped(self) -> None:
+        """Emit ``stopped`` (once) with the functions whose changes may not be pushed.
+
+        Safe from a signal handler: it waits at most a second for a writer that holds the output.
+        """
+        if not self._emit_lock.acquire(timeout=1.0):
+            return
+        try:
+            if self._stopped:
+                return
+            self._stopped = True
+            self._emit_to(Event("stopped", None, {"pending": self.scheduler.pending()}))
+        finally:
+            self._emit_lock.release()
+
+    # ----------------------------------------------------------------- the watcher
+
+    def _start_watcher(self, settings: WatchSettings) -> _Watcher:
+        targets = [WatchTarget.for_function(fn) for fn in settings.functions]
+        source = FileEventSource(
+            watch_roots(t.source for t in targets), poll=settings.poll, poll_interval=self.poll_interval
+        )
+        source.start()
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=self._watch, args=(targets, settings, source, stop), name="fgsync-watch", daemon=True
+        )
+        thread.start()
+        return _Watcher(source, thread, stop)
+
+    def _watch(
+        self, targets: list[WatchTarget], settings: WatchSettings, source: FileEventSource, stop: threading.Event
+    ) -> None:
         try:
             for batch in watch_changes(
                 targets,
-                stop_event=watch_stop,
-                debounce_ms=self.debounce_ms,
-                max_wait_ms=self.max_wait_ms,
-                suppress=self._is_build_output,
+                stop_event=stop,
+                debounce_ms=settings.debounce_ms,
+                max_wait_ms=settings.max_wait_ms,
                 source=source,
                 clock=self._clock,
             ):
@@ -179,42 +251,84 @@ class Daemon:
             self._inbox.put(_Fatal(error))
             self._wake.set()
 
-    def _is_build_output(self, change: Change) -> bool:
+    def _watching_event(self, reloaded: Optional[dict[str, object]] = None) -> Event:
+        fields: dict[str, object] = {
+            "functions": list(self.functions),
+            "paths": list(dict.fromkeys(str(fn.source) for fn in self.functions.values())),
+        }
+        if reloaded is not None:
+            fields["reloaded"] = reloaded
+        return Event("watching", None, fields)
+
+    # ----------------------------------------------------------------- fgsync.toml
+
+    def _apply_reload(self, watcher: _Watcher, executor: ThreadPoolExecutor) -> _Watcher:
+        """Read fgsync.toml again and put it in force; a bad one is reported and the last good one stays."""
+        assert self._reload is not None
+        try:
+            settings = self._reload()
+            if not settings.functions:
+                raise FgsyncError("no function left to watch: keeping the previous configuration")
+            new_watcher = self._start_watcher(settings)  # the new watch is up before the old one goes
+        except FgsyncError as error:
+            self.emit(error_event(None, "config", f"{error.message} — the previous configuration stays in force"))
+            return watcher
+        old = self.settings
+        watcher.close()  # its last unsettled changes still arrive, through the inbox
+        self.settings = settings
+        self.functions = {fn.name: fn for fn in settings.functions}
+        for fn in old.functions:
+            if fn.name not in self.functions:
+                self.scheduler.remove(fn.name)  # a sync running for it finishes; nothing more starts
+                self._held_paths.pop(fn.name, None)
+        for fn in settings.functions:
+            self.scheduler.add(fn.name)  # a new one owes its initial sync
+        for name in changed_functions(old.functions, settings.functions):
+            self.scheduler.changed(name)  # new rules, build or target: package again
+        if self._on_reload is not None:
+            self._on_reload(settings)
+        self.emit(self._watching_event(describe_reload(old, settings)))
+        return new_watcher
+
+    # ----------------------------------------------------------------- the loop
+
+    def _step(self, executor: ThreadPoolExecutor) -> None:
+        self._wake.clear()
+        self._drain()
         now = self._clock()
-        building = [name for name, until in list(self._build_until.items()) if now < until]
-        if not building:
-            return False
-        path = self.functions[change.function].source / change.path
-        for name in building:
-            source = self.functions[name].source
-            if path == source or source in path.parents:
-                logger.debug("%s: %s taken as build output of %s", change.function, change.path, name)
-                return True
-        return False
+        for name in self.scheduler.due(now):
+            fn = self.functions[name]
+            verify = self.scheduler.verify_only(name)
+            self._enter_phase(name, "build" if fn.build else "package")
+            executor.submit(self._run_one, fn, verify, self._held_paths.pop(name, []))
+        for event in self.scheduler.notices(now):
+            self.emit(event)
+        self._notice_uploads(now)
+        wake_at = self.scheduler.next_wakeup(now)
+        wait = _STEP_SECONDS if wake_at is None else min(max(0.0, wake_at - now), _STEP_SECONDS)
+        self._wake.wait(wait)
 
-    def _loop(self, executor: ThreadPoolExecutor) -> None:
-        while not self._stop.is_set():
-            self._wake.clear()
-            self._drain()
-            now = self._clock()
-            for name in self.scheduler.due(now):
-                fn = self.functions[name]
-                if fn.build:
-                    self._build_until[name] = math.inf
-                executor.submit(self._run_one, fn)
-            wake_at = self.scheduler.next_wakeup(now)
-            wait = _STEP_SECONDS if wake_at is None else min(max(0.0, wake_at - now), _STEP_SECONDS)
-            self._wake.wait(wait)
-
-    def _run_one(self, fn: FunctionConfig) -> None:
+    def _run_one(self, fn: FunctionConfig, verify: bool, paths: list[str]) -> None:
         error: Optional[BaseException] = None
         try:
+            if verify and not self._inputs_differ(fn):
+                logger.debug("%s: only its build's own output changed; nothing to sync", fn.name)
+                self._inbox.put(_Done(fn.name, None, unchanged=True))
+                return
+            if paths:
+                self.emit(change_event(fn.name, paths))
             self._sync(fn, self.emit)
         except Exception as exc:  # every failure is the scheduler's to judge; the loop never dies of one
             error = exc
-        finally:
-            self._inbox.put(_Done(fn.name, error))
-            self._wake.set()
+        self._inbox.put(_Done(fn.name, error))
+
+    def _inputs_differ(self, fn: FunctionConfig) -> bool:
+        assert self._inputs_changed is not None
+        try:
+            return self._inputs_changed(fn)
+        except Exception:  # unknown: let the sync run (and report whatever is wrong)
+            logger.debug("%s: input check failed", fn.name, exc_info=True)
+            return True
 
     def _drain(self, *, final: bool = False) -> None:
         while True:
@@ -226,13 +340,14 @@ class Daemon:
                 if not final:
                     raise item.error
             elif isinstance(item, _Done):
-                if item.name in self._build_until:
-                    grace_end = self._clock() + self.timing.build_grace
-                    self._build_until[item.name] = min(self._build_until[item.name], grace_end)
+                self._leave_phase(item.name)
+                if item.unchanged:
+                    self.scheduler.unchanged(item.name)
+                    continue
                 event = self.scheduler.finished(item.name, item.error, self._clock())
                 if event is not None:
                     self.emit(event)
-            elif not final:
+            else:
                 self._changed(item)
 
     def _changed(self, batch: frozenset[Change]) -> None:
@@ -240,11 +355,51 @@ class Daemon:
         for change in batch:
             paths = by_function.setdefault(change.function, [])
             # A temp file created and renamed away (sed -i, atomic saves) names nothing the user has; its
-            # rename target has its own event. It still owes a sync: it may have replaced a real file.
-            if not change.transient:
+            # rename target has its own event. It still owes a sync: it may have replaced a real file. A
+            # change of the whole tree ("": a re-armed watch, lost events) names nothing either.
+            if not change.transient and change.path:
                 paths.append(change.path)
-        for name in self.functions:
-            if name in by_function:
-                if by_function[name]:
-                    self.emit(change_event(name, by_function[name]))
-                self.scheduler.changed(name)
+        for name, fn in self.functions.items():
+            if name not in by_function:
+                continue
+            if fn.build and self._inputs_changed is not None:
+                # Possibly the build's own output: reported (and synced) only if the inputs really changed.
+                self._held_paths.setdefault(name, []).extend(by_function[name])
+                self.scheduler.changed(name, verify=True)
+                continue
+            if by_function[name]:
+                self.emit(change_event(name, by_function[name]))
+            self.scheduler.changed(name)
+
+    # ----------------------------------------------------------------- what is in flight
+
+    def _enter_phase(self, name: str, phase: str) -> None:
+        now = self._clock()
+        with self._phases_lock:
+            self._phases[name] = _Phase(phase, now, now + self.timing.inflight_notice_after)
+
+    def _leave_phase(self, name: str) -> None:
+        with self._phases_lock:
+            self._phases.pop(name, None)
+
+    def _notice_uploads(self, now: float) -> None:
+        """A sign of life while the service holds an upload: a `waiting` event after a while, then now and then."""
+        with self._phases_lock:
+            due = [(name, p) for name, p in self._phases.items() if p.name == "upload" and now >= p.notice_at]
+            for _, phase in due:
+                phase.notice_at = now + self.timing.inflight_notice_every
+        for name, phase in due:
+            waited = now - phase.since
+            message = f"the upload of {name} is still in flight after {waited:.0f} s (waiting for the service)"
+            self.emit(Event("waiting", name, {"reason": "in-flight", "message": message}))
+
+    def in_flight(self) -> list[tuple[str, str]]:
+        """``(function, phase)`` for every sync running now; phase is ``build``, ``package`` or ``upload``."""
+        with self._phases_lock:
+            return [(name, phase.name) for name, phase in self._phases.items()]
+
+    def _say_in_flight(self) -> None:
+        """Right after a stop: what is still running, and how to abort it."""
+        for name, phase in self.in_flight():
+            message = f"waiting for {_PHASE_WORDS.get(phase, 'the sync')} of {name}; Ctrl+C again to abort"
+            self.emit(Event("waiting", name, {"reason": "in-flight", "message": message}))

@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional
 
 from fgsync.errors import AuthApiError, BuildError, CredentialsError, FgsyncError
@@ -31,8 +34,12 @@ class Timing:
     auth_poll: float = 2.0
     auth_retry: float = 30.0
     lock_poll: float = 0.2
-    #: Events this long after a build's packaging are still taken as its output (late notifications).
-    build_grace: float = 0.3
+    #: A `waiting` event (git-lock) once a git lock has held a function this long, and again this often.
+    lock_notice_after: float = 10.0
+    lock_notice_every: float = 60.0
+    #: A `waiting` event (in-flight) once an upload has waited for the service this long, and again this often.
+    inflight_notice_after: float = 10.0
+    inflight_notice_every: float = 30.0
 
 
 def backoff_delay(attempt: int, *, base: float, cap: float, rand: Callable[[], float] = random.random) -> float:
@@ -56,6 +63,14 @@ class _State:
     stamp_check_at: float = 0.0
     locked: bool = False  # a git index.lock held it at the last look
     lock_check_at: float = 0.0
+    lock_path: Optional[Path] = None  # the lock that held it, when lock_held named one
+    locked_since: float = 0.0
+    lock_notice_at: float = 0.0
+    # Everything owed comes from changes that may be the function's own build output: the inputs are compared
+    # with what its last build left before a sync is spent on them (see fgsync.package.fingerprint).
+    verify: bool = False
+    verify_run: bool = False  # the running sync was started with verify
+    failed: bool = False  # the last sync ended in an error: the remote may not hold the code on disk
 
 
 class Scheduler:
@@ -66,7 +81,8 @@ class Scheduler:
         names: the functions; each starts owing its initial sync.
         timing: delays.
         credential_stamp: a fingerprint of the current credentials (never the secret itself).
-        lock_held: whether a git operation holds the function's tree (by function name).
+        lock_held: the git lock holding the function's tree (by function name): its path, or anything true;
+            None or false when there is none.
         rand: [0, 1) for the backoff jitter.
     """
 
@@ -76,7 +92,7 @@ class Scheduler:
         *,
         timing: Timing = Timing(),
         credential_stamp: Callable[[], str] = no_stamp,
-        lock_held: Callable[[str], bool] = lambda _name: False,
+        lock_held: Callable[[str], object] = lambda _name: None,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.timing = timing
@@ -85,9 +101,44 @@ class Scheduler:
         self._lock_held = lock_held
         self._rand = rand
 
-    def changed(self, name: str) -> None:
-        """A settled burst touched the function: it owes a sync (a follow-up if one is running)."""
-        self._states[name].dirty = True
+    def changed(self, name: str, *, verify: bool = False) -> None:
+        """A settled burst touched the function: it owes a sync (a follow-up if one is running).
+
+        ``verify``: the burst may be nothing but the function's build output; the sync may then be dropped once
+        the inputs are found unchanged (:meth:`verify_only` tells the daemon). A sync owed for any other reason
+        stays owed in full.
+        """
+        state = self._states[name]
+        if not state.dirty:
+            state.verify = verify
+        elif not verify:
+            state.verify = False
+        state.dirty = True
+
+    def verify_only(self, name: str) -> bool:
+        """Whether the sync just started (by :meth:`due`) was owed only for changes that may be build output."""
+        return self._states[name].verify_run
+
+    def add(self, name: str) -> None:
+        """A function joined (fgsync.toml was edited): it owes its initial sync."""
+        if name not in self._states:
+            self._states[name] = _State()
+
+    def remove(self, name: str) -> None:
+        """A function left the configuration: nothing more is started for it."""
+        self._states.pop(name, None)
+
+    def known(self, name: str) -> bool:
+        """Whether the function is (still) scheduled."""
+        return name in self._states
+
+    def running(self) -> list[str]:
+        """The functions whose sync is running now."""
+        return [name for name, state in self._states.items() if state.running]
+
+    def pending(self) -> list[str]:
+        """The functions whose changes may not be pushed: a sync owed or running, or the last one failed."""
+        return [name for name, state in self._states.items() if state.dirty or state.running or state.failed]
 
     def paused(self, name: str) -> bool:
         """Whether the function waits for working credentials."""
@@ -101,6 +152,7 @@ class Scheduler:
                 continue
             state.running = True
             state.dirty = False
+            state.verify_run, state.verify = state.verify, False
             # Taken at the start, not at the failure: a login that lands while the failing request is in
             # flight must still count as a change of credentials.
             state.stamp = self._stamp()
@@ -120,11 +172,32 @@ class Scheduler:
         held = self._lock_held(name)
         if held and not state.locked:
             logger.info("%s: a git operation is in progress (index.lock); waiting for it", name)
+            state.locked_since = now
+            state.lock_notice_at = now + self.timing.lock_notice_after
         elif state.locked and not held:
             logger.info("%s: git index.lock is gone", name)
-        state.locked = held
+        state.locked = bool(held)
+        state.lock_path = Path(held) if isinstance(held, (str, os.PathLike)) else None
         state.lock_check_at = now + self.timing.lock_poll
         return not held
+
+    def notices(self, now: float) -> list[Event]:
+        """`waiting` events that are due: a git lock that has held a function a while (again every minute)."""
+        events = []
+        for name, state in self._states.items():
+            if not (state.locked and state.dirty) or now < state.lock_notice_at:
+                continue
+            state.lock_notice_at = now + self.timing.lock_notice_every
+            waited = now - state.locked_since
+            where = str(state.lock_path) if state.lock_path is not None else "index.lock"
+            age = _age(state.lock_path)
+            message = (
+                f"waiting for git: {where} exists (for {_seconds(max(waited, age or 0.0))}); changes are pushed "
+                "once it is gone. If no git command is running, a crashed one left it: remove it"
+            )
+            fields = {"reason": "git-lock", "message": message, "path": where, "age_s": round(age or waited, 1)}
+            events.append(Event("waiting", name, fields))
+        return events
 
     def _stamp(self) -> str:
         try:
@@ -135,8 +208,11 @@ class Scheduler:
 
     def finished(self, name: str, error: Optional[BaseException], now: float) -> Optional[Event]:
         """Record the end of a sync; returns the `error` event to report, if any."""
-        state = self._states[name]
+        state = self._states.get(name)
+        if state is None:  # it left the configuration while its sync ran
+            return None
         state.running = False
+        state.failed = error is not None
         if error is None:
             if state.paused:
                 logger.info("%s: credentials work again, resumed", name)
@@ -163,6 +239,12 @@ class Scheduler:
             return error_event(name, error.code, error.message, extra=extra)
         logger.debug("%s: unexpected error in sync", name, exc_info=error)
         return error_event(name, "error", f"unexpected {type(error).__name__}: {error}")
+
+    def unchanged(self, name: str) -> None:
+        """End a sync that was dropped because the inputs were what its last build left (nothing to do)."""
+        state = self._states.get(name)
+        if state is not None:
+            state.running = False
 
     def _pause(self, name: str, state: _State, error: FgsyncError, now: float) -> Optional[Event]:
         state.dirty = True  # the change is not lost: it goes up once credentials work
@@ -193,3 +275,22 @@ class Scheduler:
                 times.append(state.lock_check_at)
         future = [t for t in times if t > now]
         return min(future) if future else None
+
+
+def _age(path: Optional[Path]) -> Optional[float]:
+    """Seconds since ``path`` was last modified, or None when it cannot be told."""
+    if path is None:
+        return None
+    try:
+        return max(0.0, time.time() - path.stat().st_mtime)
+    except OSError:
+        return None
+
+
+def _seconds(value: float) -> str:
+    """``12 s``, ``3 min``, ``2 h``."""
+    if value < 120:
+        return f"{value:.0f} s"
+    if value < 7200:
+        return f"{value / 60:.0f} min"
+    return f"{value / 3600:.0f} h"

@@ -22,6 +22,7 @@ from fgsync.emulator.api_functions import default_code
 from fgsync.emulator.auth import MAX_SIGNED_BODY, TokenBook, check_request, signature_declared
 from fgsync.emulator.faults import ROUTES, DroppedConnection, FaultBook, make_fault
 from fgsync.emulator.invoke import Invoker
+from fgsync.emulator.link import Link
 from fgsync.emulator.store import EmulatorError, FunctionRecord, FunctionStore, atomic_write, parse_urn
 from fgsync.emulator.wsgi import (
     MAX_BODY,
@@ -55,6 +56,9 @@ class Emulator:
         data_dir: folder that keeps functions and issued-token fingerprints across restarts.
         clock: epoch seconds; drives token expiry, ``last_modified`` and the X-Sdk-Date window.
         token_ttl: lifetime of issued tokens, seconds.
+        latency_ms: the emulated link's delay each way per request, milliseconds (served sockets only).
+        bandwidth_kbit: the emulated link's rate in kilobits (1,000 bits) per second in each direction, shared
+            by every connection; None: unlimited. Both can change while serving: ``emu.link.configure(...)``.
     """
 
     def __init__(
@@ -71,11 +75,14 @@ class Emulator:
         data_dir: Optional[Path] = None,
         clock: Callable[[], float] = time.time,
         token_ttl: float = 86400,
+        latency_ms: float = 0.0,
+        bandwidth_kbit: Optional[float] = None,
     ) -> None:
         if (ak is None) != (sk is None):
             raise ValueError("ak and sk go together")
         self.region = region
         self.clock = clock
+        self.link = Link(latency_ms=latency_ms, bandwidth_kbit=bandwidth_kbit)
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self._ak = ak
         self._sk = sk
@@ -227,6 +234,7 @@ class Emulator:
             "uploads": {f["urn"]: f["uploads"] for f in functions},
             "functions": functions,
             "faults": self.faults.pending(),
+            "link": self.link.describe(),
         }
 
     def close(self) -> None:

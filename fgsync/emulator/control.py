@@ -9,6 +9,7 @@ DELETE   /_emulator/faults                clear every fault
 GET      /_emulator/stats                 calls per route, uploads per function URN, functions, pending faults
 POST     /_emulator/expire-tokens         every token issued so far (and the start-up token) answers 401
 PUT      /_emulator/functions/{name}/code set a function's code from the raw body (a zip), behind clients' back
+PUT      /_emulator/link                  the emulated link: JSON {latency_ms, bandwidth_kbit (null: unlimited)}
 =======  ===============================  ===================================================================
 
 No authentication: the emulator is a loopback development tool.
@@ -56,6 +57,10 @@ def _fault_args(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def handle(emu: Emulator, method: str, path: str, environ: Mapping[str, Any]) -> Answer:
     """Answer one control request.
 
@@ -82,6 +87,18 @@ def handle(emu: Emulator, method: str, path: str, environ: Mapping[str, Any]) ->
     if stripped == "/_emulator/expire-tokens" and method == "POST":
         emu.expire_tokens()
         return json_answer(200, {"ok": True})
+    if stripped == "/_emulator/link" and method == "PUT":
+        request = parse_json_object(body)
+        unknown = sorted(set(request) - {"latency_ms", "bandwidth_kbit"})
+        latency, bandwidth = request.get("latency_ms", 0), request.get("bandwidth_kbit")
+        if unknown or not _number(latency) or not (bandwidth is None or _number(bandwidth)):
+            message = "link takes latency_ms (a number) and bandwidth_kbit (a number or null)"
+            raise EmulatorError(400, "FSS.0400", message)
+        try:
+            emu.link.configure(latency_ms=latency, bandwidth_kbit=bandwidth)
+        except ValueError as exc:
+            raise EmulatorError(400, "FSS.0400", str(exc)) from None
+        return json_answer(200, emu.link.describe())
     found = _CODE_PATH.match(path)
     if found and method == "PUT":
         if not body:

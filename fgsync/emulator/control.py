@@ -10,6 +10,8 @@ GET      /_emulator/stats                 calls per route, uploads per function 
 POST     /_emulator/expire-tokens         every token issued so far (and the start-up token) answers 401
 PUT      /_emulator/functions/{name}/code set a function's code from the raw body (a zip), behind clients' back
 PUT      /_emulator/link                  the emulated link: JSON {latency_ms, bandwidth_kbit (null: unlimited)}
+GET      /_emulator/dependency-files/     a dependency version's zip (ShowDependencyVersion's download_link)
+         {version_id}.zip
 =======  ===============================  ===================================================================
 
 No authentication: the emulator is a loopback development tool.
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from fgsync.emulator.app import Emulator
 
 _CODE_PATH = re.compile(r"^/_emulator/functions/(?P<name>[^/]+)/code/?$")
+_DEPENDENCY_FILE = re.compile(r"^/_emulator/dependency-files/(?P<id>[^/]+)\.zip$")
 
 
 def _fault_args(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -99,6 +102,13 @@ def handle(emu: Emulator, method: str, path: str, environ: Mapping[str, Any]) ->
         except ValueError as exc:
             raise EmulatorError(400, "FSS.0400", str(exc)) from None
         return json_answer(200, emu.link.describe())
+    download = _DEPENDENCY_FILE.match(path)
+    if download and method == "GET":
+        try:
+            version = emu.dependency_version(download.group("id"))
+        except KeyError:
+            raise EmulatorError(404, "FSS.1056", "The dependency does not exist") from None
+        return Answer(200, version.data, content_type="application/zip")
     found = _CODE_PATH.match(path)
     if found and method == "PUT":
         if not body:

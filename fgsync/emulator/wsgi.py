@@ -20,6 +20,7 @@ MAX_BODY = 100 * 1024 * 1024
 _CHUNK = 1024 * 1024
 
 _FGS = r"^/v2/(?P<project>[^/]+)/fgs/functions"
+_DEPS = r"^/v2/(?P<project>[^/]+)/fgs/dependencies"
 ROUTE_TABLE: tuple[tuple[str, str, re.Pattern[str]], ...] = (
     ("POST", "iam_token", re.compile(r"^/v3/auth/tokens/?$")),
     ("POST", "create_function", re.compile(_FGS + r"/?$")),
@@ -27,6 +28,11 @@ ROUTE_TABLE: tuple[tuple[str, str, re.Pattern[str]], ...] = (
     ("PUT", "update_code", re.compile(_FGS + r"/(?P<urn>[^/]+)/code/?$")),
     ("GET", "show_config", re.compile(_FGS + r"/(?P<urn>[^/]+)/config/?$")),
     ("POST", "invoke", re.compile(_FGS + r"/(?P<urn>[^/]+)/invocations/?$")),
+    ("POST", "create_dependency_version", re.compile(_DEPS + r"/version/?$")),
+    ("GET", "list_dependencies", re.compile(_DEPS + r"/?$")),
+    ("GET", "list_dependency_versions", re.compile(_DEPS + r"/(?P<depend_id>[^/]+)/version/?$")),
+    ("GET", "show_dependency_version", re.compile(_DEPS + r"/(?P<depend_id>[^/]+)/version/(?P<version>[^/]+)/?$")),
+    ("DELETE", "delete_dependency_version", re.compile(_DEPS + r"/(?P<depend_id>[^/]+)/version/(?P<version>[^/]+)/?$")),
 )
 
 

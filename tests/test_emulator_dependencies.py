@@ -1,5 +1,5 @@
 """The emulator's dependency packages: the five calls over real loopback HTTP, their limits and errors, the
-function side (depend_version_list, dependencies[]), persistence
+function side (depend_version_list, dependencies[]), the merge into the code folder at invocation, persistence
 with data_dir, faults and call counts, and the official SDK driving it all with AK/SK."""
 
 from __future__ import annotations
@@ -313,6 +313,50 @@ def test_functions_answer_their_dependencies_and_unknown_or_too_many_are_refused
         emu.function("ghostdeps")
 
 
+# ----------------------------------------------------------------------------- invocation
+
+
+def test_invocation_merges_the_attached_dependencies_into_the_code_folder(
+    served: tuple[EmulatorServer, httpx.Client],
+) -> None:
+    server, client = served
+    code = zip_bytes({"index.py": IMPORTING_HANDLER, "shared.txt": "from the code"})
+    v1 = publish(client, "greeting", {"greeting.py": "TEXT = 'hello from v1'\n", "shared.txt": "from the dependency"})
+    assert client.put(f"{BASE}/hello/code", json=code_body(code, depend_version_list=[v1["id"]])).status_code == 200
+    ran = client.post(f"{BASE}/hello/invocations", json={})
+    assert ran.json()["status"] == 200, ran.json()
+    assert ran.json()["result"] == '{"greeting": "hello from v1", "shared": "from the dependency"}'
+
+    # A new version attached: the same code digest, another code folder.
+    v2 = publish(client, "greeting", {"greeting.py": "TEXT = 'hello from v2'\n", "shared.txt": "v2"})
+    client.put(f"{BASE}/hello/code", json=code_body(code, depend_version_list=[v2["id"]]))
+    assert client.post(f"{BASE}/hello/invocations", json={}).json()["result"] == (
+        '{"greeting": "hello from v2", "shared": "v2"}'
+    )
+
+    # Two attached: the later one in the list wins a path both hold.
+    other = publish(client, "other", {"shared.txt": "from other"})
+    client.put(f"{BASE}/hello/code", json=code_body(code, depend_version_list=[v2["id"], other["id"]]))
+    assert '"shared": "from other"' in client.post(f"{BASE}/hello/invocations", json={}).json()["result"]
+
+    client.put(f"{BASE}/hello/code", json=code_body(code, depend_version_list=[]))
+    detached = client.post(f"{BASE}/hello/invocations", json={}, headers={"X-Cff-Log-Type": "tail"}).json()
+    assert detached["status"] == 500 and "ModuleNotFoundError" in detached["result"]
+    assert server.emulator.function("hello").digest == hashlib.sha512(code).hexdigest()
+
+
+def test_a_version_attached_through_python_that_does_not_exist_fails_the_invocation_clearly() -> None:
+    emu = make_emulator()
+    emu.create_function("hello", code=zip_bytes({"index.py": HELLO}), depend_version_list=["never-published"])
+    client = httpx.Client(
+        transport=httpx.WSGITransport(app=emu.wsgi_app), base_url="http://x", headers={"X-Auth-Token": TOKEN}
+    )
+    answer = client.post(f"{BASE}/hello/invocations", json={}).json()
+    assert answer["status"] == 500 and "never-published does not exist" in answer["result"]
+    assert client.get(f"{BASE}/hello/config").json()["dependencies"] == []
+    emu.close()
+
+
 # ----------------------------------------------------------------------------- persistence, faults, auth
 
 
@@ -338,6 +382,9 @@ def test_dependencies_survive_a_restart_with_data_dir(tmp_path: Path, caplog: py
         assert [v["id"] for v in versions] == [v1["id"]]
         assert {k: versions[0][k] for k in VERSION_FIELDS} == v1
         assert client.get(f"{BASE}/hello/config").json()["dependencies"] == [v1]
+        assert client.post(f"{BASE}/hello/invocations", json={}).json()["result"] == (
+            '{"greeting": "kept", "shared": "dep"}'
+        )
         assert publish(client, "greeting", {"g.py": ""})["version"] == 3  # 2 stays used up across the restart
         assert error_of(client.delete(f"{DEPS}/{v1['dep_id']}/version/1")) == (412, "FSS.1033")
     second.close()
@@ -466,6 +513,8 @@ def test_the_official_sdk_creates_lists_shows_attaches_and_deletes_dependency_ve
     assert updated.depend_version_list == [second.id] and updated.dependencies[0].dep_id == second.dep_id
     config = sdk.show_function_config(m.ShowFunctionConfigRequest(function_urn=urn))
     assert config.depend_version_list == [second.id] and config.dependencies[0].version == 2
+    invoked = sdk.invoke_function(m.InvokeFunctionRequest(function_urn=urn, body={}))
+    assert invoked.result == '{"greeting": "from the sdk", "shared": "sdk"}'
 
     with pytest.raises(ClientRequestException) as in_use:
         sdk.delete_dependency_version(m.DeleteDependencyVersionRequest(depend_id=first.dep_id, version="2"))

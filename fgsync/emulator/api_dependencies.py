@@ -304,3 +304,17 @@ def dispatch(emu: Emulator, route: str, params: Mapping[str, str], environ: Mapp
         return show_dependency_version(emu, params["depend_id"], params["version"], base_url)
     return delete_dependency_version(emu, params["depend_id"], params["version"])
 
+
+def dependency_zips(emu: Emulator, version_ids: Sequence[str]) -> list[tuple[str, bytes]]:
+    """(version id, zip) of each attached version, in list order: what the invoker merges into the code folder.
+
+    Raises:
+        ValueError: a version that does not exist (attached through the Python API without a check).
+    """
+    out = []
+    for version_id in version_ids:
+        version = emu.dependencies.by_id(version_id)
+        if version is None:
+            raise ValueError(f"the attached dependency version {version_id} does not exist")
+        out.append((version_id, version.data))
+    return out

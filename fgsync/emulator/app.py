@@ -98,7 +98,7 @@ class Emulator:
         self.store = FunctionStore(self.data_dir, clock=clock)
         self.dependencies = DependencyStore(self.data_dir, clock=clock)
         self.faults = FaultBook()
-        self.invoker = Invoker()
+        self.invoker = Invoker(dependency_zips=lambda ids: api_dependencies.dependency_zips(self, ids))
         self._counts_lock = threading.Lock()
         self._calls = dict.fromkeys(ROUTES, 0)
         self._save_state()

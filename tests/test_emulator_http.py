@@ -158,6 +158,15 @@ def test_an_unread_body_is_drained_and_the_connection_kept(server: EmulatorServe
     assert server.connections_accepted == 1
 
 
+def test_a_large_unread_body_closes_the_connection_but_the_answer_still_arrives(server: EmulatorServer) -> None:
+    with httpx.Client(base_url=server.url, headers=AUTH, timeout=30) as client:
+        for _ in range(2):  # beyond what the server drains: it answers, then closes (lingering, not a reset)
+            unknown = client.post(f"{BASE}/hello/nothing-here", content=b"x" * 6_000_000)
+            assert unknown.status_code == 404 and unknown.headers["Connection"] == "close"
+        assert client.get(f"{BASE}/hello/config").status_code == 200
+    assert server.connections_accepted == 3
+
+
 def test_a_204_answer_has_no_body_and_keeps_the_connection() -> None:
     def app(environ: dict[str, object], start_response: object) -> list[bytes]:
         assert callable(start_response)

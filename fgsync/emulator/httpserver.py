@@ -110,7 +110,9 @@ class WsgiHandler(BaseHTTPRequestHandler):
     server: ThreadingWsgiServer
 
     def setup(self) -> None:
-        super().setup()
+        # Not StreamRequestHandler.setup: its makefile() objects would hold the socket open after close().
+        self.connection = self.request
+        self.connection.settimeout(self.timeout)
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         link = self.server.link
         self.rfile = io.BufferedReader(PacedReader(self.connection, link), 64 * 1024)
@@ -165,7 +167,7 @@ class WsgiHandler(BaseHTTPRequestHandler):
     def _body(self) -> Optional[io.RawIOBase]:
         codings = [c.strip().lower() for v in self.headers.get_all("Transfer-Encoding", []) for c in v.split(",")]
         codings = [c for c in codings if c]
-        lengths = {v.strip() for v in self.headers.get_all("Content-Length", []) for v in v.split(",")}
+        lengths = {part.strip() for v in self.headers.get_all("Content-Length", []) for part in v.split(",")}
         if codings:
             if codings != ["chunked"]:
                 self.send_error(HTTPStatus.NOT_IMPLEMENTED, "Only the chunked transfer coding is supported")
@@ -238,6 +240,8 @@ class WsgiHandler(BaseHTTPRequestHandler):
                 close = getattr(result, "close", None)
                 if close is not None:
                     close()
+            if not started:
+                raise RuntimeError("the WSGI app returned without calling start_response")
         except ConnectionError as exc:
             # The emulator's injected DroppedConnection (or the client went away mid-body): no answer at all.
             log.debug("dropping the connection from %s: %s", self.address_string(), exc)

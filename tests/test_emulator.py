@@ -205,6 +205,8 @@ def test_unknown_api_is_404(pair: tuple[Emulator, httpx.Client]) -> None:
 
 def test_create_show_update_and_read_back(pair: tuple[Emulator, httpx.Client]) -> None:
     emu, client = pair
+    dep1 = emu.create_dependency_version("dep-1", zip_bytes({"lib1.py": ""})).id
+    dep2 = emu.create_dependency_version("dep-2", zip_bytes({"lib2.py": ""})).id
     created = client.post(
         BASE,
         json={
@@ -217,7 +219,7 @@ def test_create_show_update_and_read_back(pair: tuple[Emulator, httpx.Client]) -
             "code_type": "zip",
             "code_filename": "index.zip",
             "func_code": {"file": base64.b64encode(zip_bytes({"index.py": HELLO})).decode()},
-            "depend_version_list": ["dep-1"],
+            "depend_version_list": [dep1],
         },
     )
     assert created.status_code == 200
@@ -240,7 +242,7 @@ def test_create_show_update_and_read_back(pair: tuple[Emulator, httpx.Client]) -
         "strategy_config",
     ):
         assert key in config
-    assert config["version"] == "latest" and config["depend_version_list"] == ["dep-1"]
+    assert config["version"] == "latest" and config["depend_version_list"] == [dep1]
 
     new = zip_bytes({"index.py": HELLO + "# v2\n"})
     updated = client.put(f"{BASE}/{urn}/code", json=code_body(new))
@@ -248,14 +250,14 @@ def test_create_show_update_and_read_back(pair: tuple[Emulator, httpx.Client]) -
     body = updated.json()
     assert body["digest"] == hashlib.sha512(new).hexdigest()
     assert body["code_size"] == len(new)
-    assert body["depend_version_list"] == ["dep-1"]  # left out of the body: kept
+    assert body["depend_version_list"] == [dep1]  # left out of the body: kept
     assert emu.function("made").code == new and emu.uploads("made") == 1
     code = client.get(f"{BASE}/{urn}/code").json()
     assert code["digest"] == body["digest"] and code["func_code"] == {"file": "", "link": ""}
 
-    replaced = client.put(f"{BASE}/{urn}/code", json=code_body(new, depend_version_list=["dep-2"]))
-    assert replaced.json()["depend_version_list"] == ["dep-2"]
-    assert emu.function(urn).depend_version_list == ["dep-2"] and emu.uploads(urn) == 2
+    replaced = client.put(f"{BASE}/{urn}/code", json=code_body(new, depend_version_list=[dep2]))
+    assert replaced.json()["depend_version_list"] == [dep2]
+    assert emu.function(urn).depend_version_list == [dep2] and emu.uploads(urn) == 2
 
 
 def test_last_modified_follows_the_clock_in_utc_plus_8() -> None:

@@ -138,6 +138,20 @@ def test_given_secrets_are_never_printed(tmp_path: Path, running: list[Running])
     assert code == 0 and all(secret not in err for secret in (TOKEN, SK, PASSWORD))
 
 
+def test_latency_and_bandwidth_shape_the_link_and_show_in_the_banner(tmp_path: Path, running: list[Running]) -> None:
+    emu = Running(["--function", "hello", "--latency", "60", "--bandwidth", "20000"], tmp_path)
+    running.append(emu)
+    assert "link         latency 60 ms each way (120 ms round trip), bandwidth 20,000 kbit/s each way" in emu.banner
+    with httpx.Client(base_url=emu.url, timeout=30) as client:
+        stats = client.get("/_emulator/stats")  # warm: the connection is open
+        assert stats.json()["link"] == {"latency_ms": 60.0, "bandwidth_kbit": 20000.0}
+        started = time.monotonic()
+        client.get("/_emulator/stats")
+        assert time.monotonic() - started >= 0.9 * 0.12
+    code, err = emu.stop(signal.SIGTERM)
+    assert code == 0 and "Traceback" not in err
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -145,6 +159,8 @@ def test_given_secrets_are_never_printed(tmp_path: Path, running: list[Running])
         (["--user", "u"], "Error: --user and --password go together"),
         (["--project-id", "short"], "Error: --project-id 'short': a project id is 32 letters and digits"),
         (["--function", "9lives"], "Error: --function '9lives': the name must start with a letter"),
+        (["--latency", "-5"], "Invalid value for '--latency'"),
+        (["--bandwidth", "0"], "Invalid value for '--bandwidth'"),
     ],
 )
 def test_bad_options_exit_2(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -221,6 +221,7 @@ def test_the_official_sdk_creates_updates_reads_and_invokes(server: EmulatorServ
     assert created.func_urn.endswith(":function:default:from_sdk:latest")
     assert created.digest == hashlib.sha512(first).hexdigest()
 
+    dep_a = server.emulator.create_dependency_version("dep-a", zip_bytes({"dep_a.py": "A = 1\n"})).id
     second = zip_bytes({"index.py": "def handler(event, context):\n    return {'v': 2, 'got': event}\n"})
     updated = client.update_function_code(
         m.UpdateFunctionCodeRequest(
@@ -229,7 +230,7 @@ def test_the_official_sdk_creates_updates_reads_and_invokes(server: EmulatorServ
                 code_type="zip",
                 code_filename="index.zip",
                 func_code=m.FuncCode(file=base64.b64encode(second).decode()),
-                depend_version_list=["dep-a"],
+                depend_version_list=[dep_a],
             ),
         )
     )
@@ -237,7 +238,7 @@ def test_the_official_sdk_creates_updates_reads_and_invokes(server: EmulatorServ
     code = client.show_function_code(m.ShowFunctionCodeRequest(function_urn=created.func_urn))
     config = client.show_function_config(m.ShowFunctionConfigRequest(function_urn=created.func_urn))
     assert code.digest == updated.digest == config.digest
-    assert config.depend_version_list == ["dep-a"] and config.runtime == "Python3.9"
+    assert config.depend_version_list == [dep_a] and config.runtime == "Python3.9"
     assert server.emulator.function("from_sdk").code == second
     assert server.emulator.uploads("from_sdk") == 1
 

@@ -177,15 +177,17 @@ def test_fss_0409_means_server_unchanged_and_records_nothing(project: Path, emul
 def test_depend_version_list_is_kept_unless_configured(project: Path, emulator: Any, fgsync: Any) -> None:
     emu = emulator.emulator
     hello = {"name": "hello", "source": "functions/hello"}
-    write_config(project, endpoint=emulator.url, functions=[{**hello, "depend_version_list": ["dep-a", "dep-b"]}])
+    # The service refuses version ids that name no dependency version (404 FSS.1056): publish two first.
+    dep_a, dep_b = (emu.create_dependency_version(name, b"PK\x05\x06" + bytes(18)).id for name in ("dep-a", "dep-b"))
+    write_config(project, endpoint=emulator.url, functions=[{**hello, "depend_version_list": [dep_a, dep_b]}])
     assert fgsync("push").code == 0
-    assert list(emu.function("hello").depend_version_list) == ["dep-a", "dep-b"]
+    assert list(emu.function("hello").depend_version_list) == [dep_a, dep_b]
 
     # Without the key, fgsync re-sends the function's current list instead of detaching its dependencies.
     write_config(project, endpoint=emulator.url, functions=[hello])
     (project / "functions" / "hello" / "index.py").write_text("def handler(e, c):\n    return 3\n")
     assert fgsync("push", "--json").named("pushed")
-    assert list(emu.function("hello").depend_version_list) == ["dep-a", "dep-b"]
+    assert list(emu.function("hello").depend_version_list) == [dep_a, dep_b]
 
 
 def test_transient_failures_are_retried_to_success(project: Path, emulator: Any, fgsync: Any) -> None:

@@ -46,9 +46,10 @@ def project(tmp_path: Path, emulator: Any) -> Path:
     return tmp_path
 
 
-def token_sync(endpoint: str) -> Callable[[FunctionConfig, Emit], object]:
+def token_sync(endpoint: str) -> tuple[Callable[[FunctionConfig, Emit], object], FunctionGraphClient]:
     """The real sync step (incremental packaging, as `fgsync watch` does), authenticated with TOKEN, with fast
-    client retries. Tests compare the remote digest with a cold build: the two must give the same bytes."""
+    client retries, and its client (to close: it keeps its connection alive). Tests compare the remote digest
+    with a cold build: the two must give the same bytes."""
     credentials = resolve_credentials(iam_endpoint=endpoint, project_id=PROJECT_ID, env={"FGSYNC_TOKEN": TOKEN})
     client = FunctionGraphClient(endpoint, PROJECT_ID, auth=credentials.auth(), retry=FAST_RETRY)
     store = StateStore()
@@ -57,7 +58,7 @@ def token_sync(endpoint: str) -> Callable[[FunctionConfig, Emit], object]:
     def step(fn: FunctionConfig, emit: Emit) -> object:
         return sync_function(fn, client=client, store=store, endpoint=endpoint, emit=emit, package_fn=packager)
 
-    return step
+    return step, client
 
 
 class Watch:
@@ -96,7 +97,10 @@ def watching(
     stop = threading.Event()
     options.setdefault("timing", FAST)
     options.setdefault("debounce_ms", 80)
-    daemon = Daemon([watch.fn], sync=sync or token_sync(emulator.url), emit=events, stop_event=stop, **options)
+    client = None
+    if sync is None:
+        sync, client = token_sync(emulator.url)
+    daemon = Daemon([watch.fn], sync=sync, emit=events, stop_event=stop, **options)
     thread = threading.Thread(target=daemon.run)
     thread.start()
     try:
@@ -105,6 +109,8 @@ def watching(
     finally:
         stop.set()
         thread.join(20)
+        if client is not None:
+            client.close()
     assert not thread.is_alive()
     assert events.items[-1].event == "stopped"
 

@@ -45,6 +45,16 @@ def _parse_functions(specs: tuple[str, ...]) -> list[tuple[str, str]]:
     return out
 
 
+def describe_link(latency_ms: float, bandwidth_kbit: Optional[float]) -> str:
+    """``latency 15 ms each way (30 ms round trip), bandwidth 20,000 kbit/s`` for the banner."""
+    parts = []
+    if latency_ms:
+        parts.append(f"latency {latency_ms:g} ms each way ({2 * latency_ms:g} ms round trip)")
+    if bandwidth_kbit is not None:
+        parts.append(f"bandwidth {bandwidth_kbit:,g} kbit/s each way, shared by all connections")
+    return ", ".join(parts)
+
+
 def _random_ak() -> str:
     return "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(20))
 
@@ -74,6 +84,21 @@ def _random_ak() -> str:
     multiple=True,
     help="Create this function at start with a tiny handler (repeatable; runtime defaults to Python3.9).",
 )
+@click.option(
+    "--latency",
+    "latency_ms",
+    metavar="MS",
+    type=click.FloatRange(min=0),
+    default=0,
+    help="Hold each request MS before it is read and MS before it is answered (a round trip of 2 x MS).",
+)
+@click.option(
+    "--bandwidth",
+    "bandwidth_kbit",
+    metavar="KBIT",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Pace request bodies and answers to KBIT kilobits (1,000 bits) per second, shared by all connections.",
+)
 @common_options
 def emulator_command(
     host: str,
@@ -88,6 +113,8 @@ def emulator_command(
     password: Optional[str],
     domain: Optional[str],
     functions: tuple[str, ...],
+    latency_ms: float,
+    bandwidth_kbit: Optional[float],
 ) -> int:
     """Serve a local FunctionGraph (and IAM token) API until Ctrl+C.
 
@@ -123,6 +150,8 @@ def emulator_command(
         password=password,
         domain=domain,
         data_dir=data_dir,
+        latency_ms=latency_ms,
+        bandwidth_kbit=bandwidth_kbit,
     )
     for name, runtime in wanted:
         try:
@@ -171,6 +200,8 @@ def _print_banner(
     if records:
         listed = ", ".join(f"{r.name} ({r.runtime})" for r in records)
         lines.append(f"  functions    {listed}")
+    if emulator.link.shaped:
+        lines.append(f"  link         {describe_link(emulator.link.latency_ms, emulator.link.bandwidth_kbit)}")
     lines.append(f"  data         {data_dir if data_dir is not None else '(in memory: lost on exit)'}")
     lines += [
         "",

@@ -14,19 +14,30 @@ Python API::
         emu.calls("update_code"), emu.uploads("hello"), emu.function("hello").digest
 
 Served calls (see docs/emulator.md): ``POST /v3/auth/tokens``, ``POST /v2/{project_id}/fgs/functions``,
-``GET|PUT .../functions/{urn}/code``, ``GET .../config``, ``POST .../invocations``, and the control API under
-``/_emulator/`` (:mod:`fgsync.emulator.control`).
+``GET|PUT .../functions/{urn}/code``, ``GET .../config``, ``POST .../invocations``, the dependency calls under
+``/v2/{project_id}/fgs/dependencies``, and the control API under ``/_emulator/`` (:mod:`fgsync.emulator.control`).
 
-Modules: ``app`` (Emulator, the WSGI app), ``api_functions`` (the calls), ``auth`` (tokens, signatures),
-``store`` (functions, URNs, persistence), ``invoke`` + ``_runner`` (running handlers), ``faults``, ``control``,
-``wsgi`` (plumbing) and ``server`` (the loopback server).
+Modules: ``app`` (Emulator, the WSGI app), ``api_functions`` and ``api_dependencies`` (the calls), ``auth``
+(tokens, signatures), ``store`` (functions, URNs, persistence), ``dependency_store`` (dependency versions),
+``invoke`` + ``_runner`` (running handlers), ``faults``, ``control``, ``wsgi`` (plumbing), ``server`` (the
+loopback server) over ``httpserver`` + ``httpbody`` (HTTP/1.1, keep-alive) and ``link`` (latency, bandwidth).
 """
 
 from __future__ import annotations
 
 from fgsync.emulator.app import Emulator
+from fgsync.emulator.dependency_store import DependencyVersion
 from fgsync.emulator.faults import ROUTES, DroppedConnection
 from fgsync.emulator.server import EmulatorServer, serve
 from fgsync.emulator.store import MAX_PACKAGE_BYTES, FunctionRecord
 
-__all__ = ["MAX_PACKAGE_BYTES", "ROUTES", "DroppedConnection", "Emulator", "EmulatorServer", "FunctionRecord", "serve"]
+__all__ = [
+    "MAX_PACKAGE_BYTES",
+    "ROUTES",
+    "DependencyVersion",
+    "DroppedConnection",
+    "Emulator",
+    "EmulatorServer",
+    "FunctionRecord",
+    "serve",
+]

@@ -1,6 +1,7 @@
 """Handlers of the emulated calls: IAM token, CreateFunction, Show/UpdateFunctionCode, ShowFunctionConfig, Invoke.
 
-Field names, status codes and error codes follow FUNCTIONGRAPH.md and the official SDK's models.
+Field names, status codes and error codes follow FUNCTIONGRAPH.md and the official SDK's models. A function's
+``depend_version_list`` is checked against the dependency store (:mod:`fgsync.emulator.api_dependencies`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import zipfile
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Optional
 
+from fgsync.emulator.api_dependencies import attached_json, check_depend_list
 from fgsync.emulator.invoke import LOG_TAIL_BYTES, billing_ms, is_python_runtime, tail
 from fgsync.emulator.store import (
     MAX_PACKAGE_BYTES,
@@ -95,6 +97,16 @@ def iam_token(emu: Emulator, body: bytes) -> Answer:
     return json_answer(201, payload, [("X-Subject-Token", token)])
 
 
+def _dependency_fields(emu: Emulator, record: FunctionRecord) -> dict[str, Any]:
+    """``depend_list`` (dependency ids), ``depend_version_list`` (version ids) and ``dependencies[]``."""
+    dep_ids, described = attached_json(emu, record.depend_version_list)
+    return {
+        "depend_list": dep_ids,
+        "depend_version_list": list(record.depend_version_list),
+        "dependencies": described,
+    }
+
+
 def _function_config(emu: Emulator, record: FunctionRecord) -> dict[str, Any]:
     urn = record.urn(emu.region, emu.project_id)
     return {
@@ -121,10 +133,8 @@ def _function_config(emu: Emulator, record: FunctionRecord) -> dict[str, Any]:
         "image_name": "latest-" + record.digest[:12],
         "description": record.description,
         "last_modified": format_time(record.last_modified),
-        "depend_list": list(record.depend_version_list),
-        "depend_version_list": list(record.depend_version_list),
+        **_dependency_fields(emu, record),
         "strategy_config": {"concurrency": 400, "concurrent_num": 1},
-        "dependencies": [],
         "type": "v2",
         "enable_dynamic_memory": False,
         "is_stateful_function": False,
@@ -145,10 +155,8 @@ def _function_code(emu: Emulator, record: FunctionRecord) -> dict[str, Any]:
         "last_modified": format_time(record.last_modified),
         # The service no longer hands the code back: file and link come back empty.
         "func_code": {"file": "", "link": ""},
-        "depend_list": list(record.depend_version_list),
-        "depend_version_list": list(record.depend_version_list),
+        **_dependency_fields(emu, record),
         "strategy_config": {"concurrency": 400, "concurrent_num": 1},
-        "dependencies": [],
     }
 
 
@@ -241,21 +249,23 @@ def create_function(emu: Emulator, raw: bytes) -> Answer:
             raise EmulatorError(400, "FSS.0400", "user_data must be a JSON object encoded as a string")
         user_data = {str(k): str(v) for k, v in parsed.items()}
     description = body.get("description")
-    record = emu.store.create(
-        name,
-        package=package,
-        runtime=runtime,
-        handler=handler,
-        memory_size=memory_size,
-        timeout=timeout,
-        code_type=code_type,
-        code_filename=filename or ("index.py" if code_type == "inline" else "index.zip"),
-        code=code if code is not None else default_code(handler, runtime),
-        depend_version_list=_depend_list(body) or [],
-        user_data=user_data,
-        description=description if isinstance(description, str) else "",
-    )
-    with emu.store.lock:
+    depend = _depend_list(body) or []
+    with emu.store.lock:  # no dependency version may be deleted between the check and the create
+        check_depend_list(emu, depend)
+        record = emu.store.create(
+            name,
+            package=package,
+            runtime=runtime,
+            handler=handler,
+            memory_size=memory_size,
+            timeout=timeout,
+            code_type=code_type,
+            code_filename=filename or ("index.py" if code_type == "inline" else "index.zip"),
+            code=code if code is not None else default_code(handler, runtime),
+            depend_version_list=depend,
+            user_data=user_data,
+            description=description if isinstance(description, str) else "",
+        )
         return json_answer(200, _function_config(emu, record))
 
 
@@ -280,6 +290,8 @@ def update_code(emu: Emulator, record: FunctionRecord, raw: bytes) -> Answer:
     depend = _depend_list(body)
     kms = body.get("code_encrypt_kms_key_id")
     with emu.store.lock:
+        if depend is not None:  # the list sent replaces the function's list
+            check_depend_list(emu, depend)
         record.code_type = code_type
         record.code_filename = filename or ("index.py" if code_type == "inline" else record.code_filename)
         record.set_code(data, emu.clock())

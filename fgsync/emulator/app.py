@@ -17,11 +17,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from fgsync.emulator import api_functions, control
+from fgsync.emulator import api_dependencies, api_functions, control
 from fgsync.emulator.api_functions import default_code
 from fgsync.emulator.auth import MAX_SIGNED_BODY, TokenBook, check_request, signature_declared
+from fgsync.emulator.dependency_store import DependencyStore, DependencyVersion
 from fgsync.emulator.faults import ROUTES, DroppedConnection, FaultBook, make_fault
 from fgsync.emulator.invoke import Invoker
+from fgsync.emulator.link import Link
 from fgsync.emulator.store import EmulatorError, FunctionRecord, FunctionStore, atomic_write, parse_urn
 from fgsync.emulator.wsgi import (
     MAX_BODY,
@@ -55,6 +57,9 @@ class Emulator:
         data_dir: folder that keeps functions and issued-token fingerprints across restarts.
         clock: epoch seconds; drives token expiry, ``last_modified`` and the X-Sdk-Date window.
         token_ttl: lifetime of issued tokens, seconds.
+        latency_ms: the emulated link's delay each way per request, milliseconds (served sockets only).
+        bandwidth_kbit: the emulated link's rate in kilobits (1,000 bits) per second in each direction, shared
+            by every connection; None: unlimited. Both can change while serving: ``emu.link.configure(...)``.
     """
 
     def __init__(
@@ -71,11 +76,14 @@ class Emulator:
         data_dir: Optional[Path] = None,
         clock: Callable[[], float] = time.time,
         token_ttl: float = 86400,
+        latency_ms: float = 0.0,
+        bandwidth_kbit: Optional[float] = None,
     ) -> None:
         if (ak is None) != (sk is None):
             raise ValueError("ak and sk go together")
         self.region = region
         self.clock = clock
+        self.link = Link(latency_ms=latency_ms, bandwidth_kbit=bandwidth_kbit)
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self._ak = ak
         self._sk = sk
@@ -88,8 +96,9 @@ class Emulator:
         self.domain_id = hashlib.sha256(("domain:" + self.project_id).encode()).hexdigest()[:32]
         self.tokens.restore(state.get("tokens", {}))
         self.store = FunctionStore(self.data_dir, clock=clock)
+        self.dependencies = DependencyStore(self.data_dir, clock=clock)
         self.faults = FaultBook()
-        self.invoker = Invoker()
+        self.invoker = Invoker(dependency_zips=lambda ids: api_dependencies.dependency_zips(self, ids))
         self._counts_lock = threading.Lock()
         self._calls = dict.fromkeys(ROUTES, 0)
         self._save_state()
@@ -193,6 +202,47 @@ class Emulator:
         """Successful UpdateFunctionCode calls for a function."""
         return self.function(name_or_urn).uploads
 
+    def create_dependency_version(
+        self, name: str, data: bytes, *, runtime: str = "Python3.9", description: str = ""
+    ) -> DependencyVersion:
+        """Publish a dependency version directly (no auth, no validation): version 1 for a new name, else the next.
+
+        Returns:
+            The new version: ``.id`` (for ``depend_version_list``), ``.dep_id``, ``.version``, ``.data``, ...
+        """
+        return self.dependencies.create_version(name, runtime=runtime, description=description, data=data)
+
+    def dependency_versions(self, name: str) -> list[DependencyVersion]:
+        """The versions of the dependency called ``name``, oldest first (empty when there is no such dependency)."""
+        return self.dependencies.versions_named(name)
+
+    def dependency_version(self, version_id: str) -> DependencyVersion:
+        """A dependency version by its version id (what ``depend_version_list`` holds).
+
+        Raises:
+            KeyError: no such version.
+        """
+        version = self.dependencies.by_id(version_id)
+        if version is None:
+            raise KeyError(f"{version_id}: no such dependency version")
+        return version
+
+    def resolve_obs_link(self, url: str) -> bytes:
+        """The bytes of an OBS object that a request names (CreateDependencyVersion with ``depend_type: obs``).
+
+        The seam for an emulated OBS: until the emulator keeps objects, every link is refused the way the
+        service refuses a dependency it cannot take.
+
+        Raises:
+            EmulatorError: 400 FSS.1032.
+        """
+        raise EmulatorError(
+            400,
+            "FSS.1032",
+            f"Invalid dependency type: depend_type obs needs OBS, which this emulator does not provide ({url}); "
+            "send the zip as depend_file (depend_type zip)",
+        )
+
     def expire_tokens(self, *, include_static: bool = True) -> None:
         """Every token issued so far (and, by default, the ``token`` given at start) now answers 401."""
         self.tokens.expire_all(include_static=include_static)
@@ -221,12 +271,18 @@ class Emulator:
                     "uploads": record.uploads,
                 }
             )
+        dependencies = [
+            {"name": name, "dep_id": dep_id, "versions": [{"id": v.id, "version": v.version} for v in versions]}
+            for dep_id, name, versions in self.dependencies.dependencies()
+        ]
         return {
             "project_id": self.project_id,
             "calls": calls,
             "uploads": {f["urn"]: f["uploads"] for f in functions},
             "functions": functions,
+            "dependencies": dependencies,
             "faults": self.faults.pending(),
+            "link": self.link.describe(),
         }
 
     def close(self) -> None:
@@ -305,6 +361,8 @@ class Emulator:
             raise EmulatorError(403, "FSS.0403", "Forbidden: X-Project-Id does not match the project in the URL")
         if route == "create_function":
             return api_functions.create_function(self, body)
+        if route in api_dependencies.ROUTES:
+            return api_dependencies.dispatch(self, route, params, environ, body)
         record = self._resolve(params["urn"])
         if route == "show_code":
             return api_functions.show_code(self, record)

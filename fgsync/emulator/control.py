@@ -9,6 +9,9 @@ DELETE   /_emulator/faults                clear every fault
 GET      /_emulator/stats                 calls per route, uploads per function URN, functions, pending faults
 POST     /_emulator/expire-tokens         every token issued so far (and the start-up token) answers 401
 PUT      /_emulator/functions/{name}/code set a function's code from the raw body (a zip), behind clients' back
+PUT      /_emulator/link                  the emulated link: JSON {latency_ms, bandwidth_kbit (null: unlimited)}
+GET      /_emulator/dependency-files/     a dependency version's zip (ShowDependencyVersion's download_link)
+         {version_id}.zip
 =======  ===============================  ===================================================================
 
 No authentication: the emulator is a loopback development tool.
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     from fgsync.emulator.app import Emulator
 
 _CODE_PATH = re.compile(r"^/_emulator/functions/(?P<name>[^/]+)/code/?$")
+_DEPENDENCY_FILE = re.compile(r"^/_emulator/dependency-files/(?P<id>[^/]+)\.zip$")
 
 
 def _fault_args(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -56,6 +60,10 @@ def _fault_args(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def handle(emu: Emulator, method: str, path: str, environ: Mapping[str, Any]) -> Answer:
     """Answer one control request.
 
@@ -82,6 +90,25 @@ def handle(emu: Emulator, method: str, path: str, environ: Mapping[str, Any]) ->
     if stripped == "/_emulator/expire-tokens" and method == "POST":
         emu.expire_tokens()
         return json_answer(200, {"ok": True})
+    if stripped == "/_emulator/link" and method == "PUT":
+        request = parse_json_object(body)
+        unknown = sorted(set(request) - {"latency_ms", "bandwidth_kbit"})
+        latency, bandwidth = request.get("latency_ms", 0), request.get("bandwidth_kbit")
+        if unknown or not _number(latency) or not (bandwidth is None or _number(bandwidth)):
+            message = "link takes latency_ms (a number) and bandwidth_kbit (a number or null)"
+            raise EmulatorError(400, "FSS.0400", message)
+        try:
+            emu.link.configure(latency_ms=latency, bandwidth_kbit=bandwidth)
+        except ValueError as exc:
+            raise EmulatorError(400, "FSS.0400", str(exc)) from None
+        return json_answer(200, emu.link.describe())
+    download = _DEPENDENCY_FILE.match(path)
+    if download and method == "GET":
+        try:
+            version = emu.dependency_version(download.group("id"))
+        except KeyError:
+            raise EmulatorError(404, "FSS.1056", "The dependency does not exist") from None
+        return Answer(200, version.data, content_type="application/zip")
     found = _CODE_PATH.match(path)
     if found and method == "PUT":
         if not body:

@@ -8,7 +8,19 @@ from http import HTTPStatus
 from typing import Optional
 
 #: The routes faults and call counts are kept for.
-ROUTES = ("iam_token", "create_function", "show_code", "update_code", "show_config", "invoke")
+ROUTES = (
+    "iam_token",
+    "create_function",
+    "show_code",
+    "update_code",
+    "show_config",
+    "invoke",
+    "create_dependency_version",
+    "list_dependencies",
+    "list_dependency_versions",
+    "show_dependency_version",
+    "delete_dependency_version",
+)
 
 
 class DroppedConnection(ConnectionResetError):

@@ -1,13 +1,15 @@
 """Sync invocation for real: run a Python handler from the function's current code in a subprocess.
 
-Each code version (by digest) is extracted once into a private temp folder; each invocation is a fresh
-``python _runner.py`` with the function's timeout, a clean environment (the function's user data and the
-``RUNTIME_*`` variables, never the emulator's own credentials) and its stdout/stderr captured as the log.
+Each code version (by digest and attached dependency versions, merged over the code) is extracted once into
+a private temp folder; each invocation is a fresh ``python _runner.py`` with the function's timeout, a clean
+environment (the function's user data and the ``RUNTIME_*`` variables, never the emulator's own credentials)
+and its stdout/stderr captured as the log.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import logging
@@ -23,7 +25,7 @@ import time
 import weakref
 import zipfile
 from pathlib import Path
-from typing import IO, Any, Optional
+from typing import IO, Any, Callable, Optional
 
 from fgsync.emulator.store import FunctionRecord
 
@@ -39,6 +41,9 @@ _RUNNER = Path(__file__).with_name("_runner.py")
 STATUS_OK = 200
 STATUS_FUNCTION_ERROR = 500
 STATUS_TIMEOUT = 408
+
+#: (version id, zip) of each attached dependency version, in ``depend_version_list`` order.
+DependencyZips = Callable[[list[str]], list[tuple[str, bytes]]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,9 +94,15 @@ def tail(text: str, limit: int = LOG_TAIL_BYTES) -> str:
 
 
 class Invoker:
-    """Runs invocations; owns the extracted-code cache, removed when the invoker is collected or closed."""
+    """Runs invocations; owns the extracted-code cache, removed when the invoker is collected or closed.
 
-    def __init__(self) -> None:
+    Args:
+        dependency_zips: the zips of a function's attached dependency versions (raises ValueError for one
+            that does not exist); without it, dependencies are not merged.
+    """
+
+    def __init__(self, *, dependency_zips: Optional[DependencyZips] = None) -> None:
+        self._dependency_zips = dependency_zips
         self._lock = threading.Lock()
         self._root: Optional[Path] = None
         self._finalizer: Optional[weakref.finalize[Any, Any]] = None
@@ -102,11 +113,18 @@ class Invoker:
             self._finalizer()
 
     def _code_dir(self, record: FunctionRecord) -> Path:
+        """The function's code folder: its package, then each attached dependency merged over it."""
+        dependencies: list[tuple[str, bytes]] = []
+        if record.depend_version_list and self._dependency_zips is not None:
+            dependencies = self._dependency_zips(list(record.depend_version_list))
         with self._lock:
             if self._root is None:
                 self._root = Path(tempfile.mkdtemp(prefix="fgsync-emulator-code-"))
                 self._finalizer = weakref.finalize(self, shutil.rmtree, str(self._root), True)
             key = record.digest[:40]
+            if dependencies:  # one folder per (code digest, attached version ids)
+                parts = [record.digest, *(version_id for version_id, _ in dependencies)]
+                key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:40]
             if record.code_type == "inline":  # the file name depends on the handler, not only on the code
                 key += "-inline-" + record.handler.rpartition(".")[0]
             target = self._root / key
@@ -115,6 +133,9 @@ class Invoker:
             staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=str(self._root)))
             try:
                 _unpack(record, staging)
+                for _version_id, data in dependencies:
+                    # FunctionGraph merges dependencies into the code folder; a dependency's file wins.
+                    _extract(data, staging)
                 os.replace(staging, target)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
@@ -253,8 +274,13 @@ def _unpack(record: FunctionRecord, target: Path) -> None:
         (target / (module.replace(".", "/") + ".py")).parent.mkdir(parents=True, exist_ok=True)
         (target / (module.replace(".", "/") + ".py")).write_bytes(record.code)
         return
+    _extract(record.code, target)
+
+
+def _extract(data: bytes, target: Path) -> None:
+    """Extract a zip into ``target``, over what is there, refusing paths that climb out."""
     root = target.resolve()
-    with zipfile.ZipFile(io.BytesIO(record.code)) as archive:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
         for info in archive.infolist():
             destination = (target / info.filename).resolve()
             if destination != root and root not in destination.parents:

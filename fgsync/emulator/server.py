@@ -1,52 +1,31 @@
-"""A threaded loopback HTTP server for the Emulator, started at once and closed as a context manager."""
+"""The loopback server for the Emulator: HTTP/1.1 with keep-alive, threaded, started at once, a context manager."""
 
 from __future__ import annotations
 
 import logging
-import socket
-import socketserver
 import threading
 from types import TracebackType
-from typing import Any, Optional
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from typing import Optional
 
 from fgsync.emulator.app import Emulator
+from fgsync.emulator.httpserver import ThreadingWsgiServer, ThreadingWsgiServer6
+from fgsync.emulator.link import Link
 
 log = logging.getLogger(__name__)
 
 
-class _Handler(WSGIRequestHandler):
-    """Logs through ``logging`` instead of writing every request line to stderr."""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
-
-    def address_string(self) -> str:
-        return str(self.client_address[0])
-
-
-class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    # Requests held by an injected delay must not keep close() waiting.
-    block_on_close = False
-    allow_reuse_address = True
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.exception("emulator request from %s failed", client_address)
-
-
-class _ThreadingServer6(_ThreadingServer):
-    address_family = socket.AF_INET6
-
-
 class EmulatorServer:
-    """A running emulator: ``.url``, ``.emulator``, ``.close()``; a context manager."""
+    """A running emulator: ``.url``, ``.emulator``, ``.link``, ``.close()``; a context manager.
 
-    def __init__(self, emulator: Emulator, host: str, port: int) -> None:
-        server_class = _ThreadingServer6 if ":" in host else _ThreadingServer
+    ``link`` is the emulated network link every connection shares: the emulator's own (``Emulator.link``)
+    unless :func:`serve` was given a latency or bandwidth of its own.
+    """
+
+    def __init__(self, emulator: Emulator, host: str, port: int, *, link: Optional[Link] = None) -> None:
+        server_class = ThreadingWsgiServer6 if ":" in host else ThreadingWsgiServer
         self.emulator = emulator
-        self._httpd = server_class((host, port), _Handler)
-        self._httpd.set_app(emulator.wsgi_app)
+        self.link = link if link is not None else emulator.link
+        self._httpd = server_class((host, port), emulator.wsgi_app, self.link)
         self.host = host
         self.port = int(self._httpd.server_address[1])
         shown = f"[{host}]" if ":" in host else host
@@ -59,12 +38,23 @@ class EmulatorServer:
         self._closed = False
         log.info("emulator listening on %s (project %s)", self.url, emulator.project_id)
 
+    @property
+    def connections_accepted(self) -> int:
+        """TCP connections accepted so far (keep-alive clients reuse one for many requests)."""
+        return self._httpd.connections.accepted
+
+    @property
+    def connections_open(self) -> int:
+        """Connections open now, idle or busy."""
+        return self._httpd.connections.open_count()
+
     def close(self) -> None:
-        """Stop serving and release the port (idempotent)."""
+        """Stop serving and release the port (idempotent); idle keep-alive connections are closed at once."""
         if self._closed:
             return
         self._closed = True
         self._httpd.shutdown()
+        self._httpd.connections.close_idle()
         self._httpd.server_close()
         self._thread.join(timeout=10)
 
@@ -80,10 +70,29 @@ class EmulatorServer:
         self.close()
 
 
-def serve(emulator: Emulator, *, host: str = "127.0.0.1", port: int = 0) -> EmulatorServer:
+def serve(
+    emulator: Emulator,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    latency_ms: Optional[float] = None,
+    bandwidth_kbit: Optional[float] = None,
+) -> EmulatorServer:
     """Serve an emulator on ``host:port`` (0: a free port) in a background thread, starting at once.
+
+    Args:
+        emulator: the app to serve.
+        host: address to listen on.
+        port: port (0: any free one).
+        latency_ms: with ``bandwidth_kbit``, give this server a link of its own instead of the emulator's
+            (``Emulator(latency_ms=..., bandwidth_kbit=...)``): milliseconds each way per request.
+        bandwidth_kbit: kilobits (1,000 bits) per second in each direction, shared by every connection.
 
     Raises:
         OSError: the address cannot be bound.
+        ValueError: a negative latency or a bandwidth that is not positive.
     """
-    return EmulatorServer(emulator, host, port)
+    link = None
+    if latency_ms is not None or bandwidth_kbit is not None:
+        link = Link(latency_ms=latency_ms or 0.0, bandwidth_kbit=bandwidth_kbit)
+    return EmulatorServer(emulator, host, port, link=link)

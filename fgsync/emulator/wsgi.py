@@ -20,6 +20,7 @@ MAX_BODY = 100 * 1024 * 1024
 _CHUNK = 1024 * 1024
 
 _FGS = r"^/v2/(?P<project>[^/]+)/fgs/functions"
+_DEPS = r"^/v2/(?P<project>[^/]+)/fgs/dependencies"
 ROUTE_TABLE: tuple[tuple[str, str, re.Pattern[str]], ...] = (
     ("POST", "iam_token", re.compile(r"^/v3/auth/tokens/?$")),
     ("POST", "create_function", re.compile(_FGS + r"/?$")),
@@ -27,6 +28,11 @@ ROUTE_TABLE: tuple[tuple[str, str, re.Pattern[str]], ...] = (
     ("PUT", "update_code", re.compile(_FGS + r"/(?P<urn>[^/]+)/code/?$")),
     ("GET", "show_config", re.compile(_FGS + r"/(?P<urn>[^/]+)/config/?$")),
     ("POST", "invoke", re.compile(_FGS + r"/(?P<urn>[^/]+)/invocations/?$")),
+    ("POST", "create_dependency_version", re.compile(_DEPS + r"/version/?$")),
+    ("GET", "list_dependencies", re.compile(_DEPS + r"/?$")),
+    ("GET", "list_dependency_versions", re.compile(_DEPS + r"/(?P<depend_id>[^/]+)/version/?$")),
+    ("GET", "show_dependency_version", re.compile(_DEPS + r"/(?P<depend_id>[^/]+)/version/(?P<version>[^/]+)/?$")),
+    ("DELETE", "delete_dependency_version", re.compile(_DEPS + r"/(?P<depend_id>[^/]+)/version/(?P<version>[^/]+)/?$")),
 )
 
 
@@ -102,17 +108,42 @@ def content_length(environ: Mapping[str, Any]) -> int:
         return 0
 
 
+def _read_to_end(stream: Any, *, limit: int) -> bytes:
+    """A body without a declared length (chunked): read to its end, refusing more than ``limit`` bytes."""
+    parts: list[bytes] = []
+    total = 0
+    try:
+        while True:
+            chunk = stream.read(_CHUNK)
+            if not chunk:
+                return b"".join(parts)
+            total += len(chunk)
+            if total > limit:
+                while total <= MAX_BODY and chunk:  # drained, so the client reads the 413 (see read_body)
+                    chunk = stream.read(_CHUNK)
+                    total += len(chunk)
+                raise EmulatorError(413, "FSS.0413", f"Request body too large: the limit is {limit} bytes")
+            parts.append(chunk)
+    except ValueError as exc:  # the server's chunked decoder found a malformed body
+        raise EmulatorError(400, "FSS.0400", f"Malformed chunked request body: {exc}") from None
+
+
 def read_body(environ: Mapping[str, Any], *, limit: int) -> bytes:
     """Read the request body, or drain it and answer 413 when it is over ``limit`` bytes.
 
-    Draining matters: an HTTP/1.0 server that answers without reading makes the client see a reset
-    connection instead of the 413.
+    A ``Content-Length`` body is read to that length; a chunked one (no length, ``wsgi.input_terminated``
+    or ``Transfer-Encoding: chunked``) to its end. Draining matters: a server that answers without reading
+    makes the client see a reset connection instead of the 413.
 
     Raises:
-        EmulatorError: 413 FSS.0413 when the body is too large.
+        EmulatorError: 413 FSS.0413 when the body is too large; 400 FSS.0400 for a malformed chunked body.
     """
-    length = content_length(environ)
     stream = environ["wsgi.input"]
+    if not environ.get("CONTENT_LENGTH"):
+        chunked = "chunked" in str(environ.get("HTTP_TRANSFER_ENCODING", "")).lower()
+        if chunked or environ.get("wsgi.input_terminated"):
+            return _read_to_end(stream, limit=limit)
+    length = content_length(environ)
     if length > limit:
         if length <= MAX_BODY:
             remaining = length
@@ -153,11 +184,9 @@ def parse_json_object(body: bytes, *, what: str = "request body") -> dict[str, A
 def respond(start_response: StartResponse, answer: Answer, request_id: str) -> Iterable[bytes]:
     """Send an answer; every answer carries ``X-Request-Id``."""
     phrase = HTTPStatus(answer.status).phrase if answer.status in HTTPStatus._value2member_map_ else "Error"
-    headers = [
-        ("Content-Type", answer.content_type),
-        ("Content-Length", str(len(answer.body))),
-        ("X-Request-Id", request_id),
-        *answer.headers,
-    ]
+    headers = [("Content-Type", answer.content_type)]
+    if answer.status != 204:  # a 204 has no body and no Content-Length (RFC 9110 8.6)
+        headers.append(("Content-Length", str(len(answer.body))))
+    headers += [("X-Request-Id", request_id), *answer.headers]
     start_response(f"{answer.status} {phrase}", headers)
     return [answer.body]

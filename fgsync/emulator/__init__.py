@@ -18,8 +18,8 @@ Served calls (see docs/emulator.md): ``POST /v3/auth/tokens``, ``POST /v2/{proje
 ``/_emulator/`` (:mod:`fgsync.emulator.control`).
 
 Modules: ``app`` (Emulator, the WSGI app), ``api_functions`` (the calls), ``auth`` (tokens, signatures),
-``store`` (functions, URNs, persistence), ``invoke`` + ``_runner`` (running handlers), ``faults``, ``control``,
-``wsgi`` (plumbing) and ``server`` (the loopback server).
+``store`` (functions, URNs, persistence), ``invoke`` + ``runtimes`` + ``_runner.py`` / ``_runner.js`` (running
+Python and Node.js handlers), ``faults``, ``control``, ``wsgi`` (plumbing) and ``server`` (the loopback server).
 """
 
 from __future__ import annotations

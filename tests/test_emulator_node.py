@@ -436,7 +436,7 @@ def test_fgsync_emulator_function_with_a_node_runtime_gets_a_working_index_js(tm
 
     emu = Running(["--function", f"js:{RUNTIME}"], tmp_path)
     try:
-        assert f"js ({RUNTIME})" in emu.banner
+        assert f"js ({RUNTIME})" in emu.banner and "no node on PATH" not in emu.banner
         project, token = emu.value("project id"), emu.value("token")
         with httpx.Client(base_url=emu.url, headers={"X-Auth-Token": token}, timeout=30) as c:
             response = c.post(f"/v2/{project}/fgs/functions/js/invocations", json={"a": 1}, headers=TAIL)

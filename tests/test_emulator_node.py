@@ -7,6 +7,7 @@ user sees. They need node: without it they skip, or fail under FGSYNC_REQUIRE_NO
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import json
 import re
 import textwrap
@@ -396,6 +397,28 @@ def test_a_crashed_invocation_does_not_break_the_next(emu: Emulator, client: htt
     assert [json.loads(invoke(client, "flaky").json()["result"]) for _ in range(2)] == [1, 1]
 
 
+def test_concurrent_invocations_keep_their_own_logs_and_results(emu: Emulator, client: httpx.Client) -> None:
+    create(
+        emu,
+        "par",
+        """
+        exports.handler = async (event, context) => {
+          for (let i = 0; i < 5; i++) {
+            console.log("call", event.n, "step", i);
+            await new Promise((r) => setTimeout(r, 20));
+          }
+          return event.n;
+        };
+        """,
+    )
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        bodies = list(pool.map(lambda n: invoke(client, "par", {"n": n}).json(), range(4)))
+    for n, body in enumerate(bodies):
+        assert json.loads(body["result"]) == n
+        calls = set(re.findall(r"^call (\d+) step", body["log"], re.M))
+        assert calls == {str(n)}, body["log"]
+
+
 def test_results_are_json_and_a_handler_may_leave_timers_behind(emu: Emulator, client: httpx.Client) -> None:
     create(emu, "nothing", "exports.handler = async () => {};")
     assert invoke(client, "nothing").json()["result"] == "null"
@@ -406,6 +429,24 @@ def test_results_are_json_and_a_handler_may_leave_timers_behind(emu: Emulator, c
     create(emu, "circular", "exports.handler = async () => { const a = {}; a.self = a; return a; };")
     body = invoke(client, "circular").json()
     assert body["status"] == 500 and "not JSON" in json.loads(body["result"])["errorMessage"]
+
+
+def test_a_print_heavy_handler_gets_a_4_kb_tail_and_text_stays_utf8(emu: Emulator, client: httpx.Client) -> None:
+    create(
+        emu,
+        "chatty",
+        """
+        exports.handler = async () => {
+          for (let i = 0; i < 20000; i++) { console.log("line " + String(i).padStart(5, "0") + " " + ".".repeat(40)); }
+          console.log("héllo ✓");
+          return { text: "naïve ✓" };
+        };
+        """,
+    )
+    body = invoke(client, "chatty").json()
+    assert body["status"] == 200 and json.loads(body["result"]) == {"text": "naïve ✓"}
+    assert 4000 < len(body["log"].encode()) <= 4096
+    assert "line 19999" in body["log"] and "héllo ✓\n" in body["log"] and "line 00000" not in body["log"]
 
 
 def test_updated_code_is_what_runs_next(emu: Emulator, client: httpx.Client) -> None:

@@ -96,7 +96,7 @@ SAMPLES = {
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="Emulator port (0: any).")
 @click.option(
     "--runtime",
-    type=click.Choice(sorted(SAMPLES)),
+    type=click.Choice(list(SAMPLES)),
     default="python",
     show_default=True,
     help="The sample function's language (nodejs needs `node` on PATH).",

@@ -4,7 +4,8 @@
 // the Python runner reads). The handler's console output goes to this process's stdout/stderr, which the
 // emulator captures as the function's log; the outcome goes to the JSON file named by `result_path`, so a
 // handler printing anything cannot corrupt it. Node's own modules only: this runs beside the user's code.
-// Written for old Node versions too (no `?.`, no `??`): whatever `node` the developer has on PATH runs it.
+// Whatever `node` the developer has on PATH runs it, so it keeps to syntax Node 12 parses (no `?.`, no `??`);
+// the tests run it with the node they find (CI: Debian's).
 "use strict";
 
 const fs = require("fs");

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import textwrap
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -24,6 +25,9 @@ DOMAIN = "my-account"
 
 #: Every secret the fixtures hand out; tests assert none of them reaches output.
 SECRETS = (TOKEN, SK, PASSWORD)
+
+#: Read at import, before the hygiene fixture drops FGSYNC_* from the environment. CI sets it.
+REQUIRE_NODE = os.environ.get("FGSYNC_REQUIRE_NODE") == "1"
 
 
 class MemoryKeyring(keyring.backend.KeyringBackend):
@@ -65,6 +69,18 @@ def _hygiene(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
     keyring.set_keyring(memory)
     yield
     keyring.set_keyring(previous)
+
+
+@pytest.fixture
+def node() -> str:
+    """The ``node`` on PATH, for the Node.js tests: without one they skip, or fail with FGSYNC_REQUIRE_NODE=1."""
+    found = shutil.which("node")
+    if found is None:
+        reason = "node is not on PATH (install Node.js to run the Node.js tests)"
+        if REQUIRE_NODE:
+            pytest.fail(f"FGSYNC_REQUIRE_NODE=1 but {reason}")
+        pytest.skip(reason)
+    return found
 
 
 @pytest.fixture

@@ -103,6 +103,53 @@ def test_demo_edit_save_see_the_new_result_then_ctrl_c(tmp_path: Path) -> None:
         term.close()
 
 
+@pytest.mark.timeout(90)
+@pytest.mark.usefixtures("node")
+def test_demo_nodejs_edit_save_see_the_new_result_then_ctrl_c(tmp_path: Path) -> None:
+    demo = tmp_path / "demo"
+    term = Terminal([sys.executable, "-m", "fgsync", "demo", "--runtime", "nodejs", "--dir", str(demo)], cwd=tmp_path)
+    try:
+        edit = term.expect(r"Edit (\S+index\.js)")
+        handler = Path(edit.group(1))
+        assert handler == demo / "hello" / "index.js"
+        assert "hello (Node.js18.15)" in term.screen
+        first = term.expect(r"invoked: status 200 .*result (.*Hello, developer!.*)")
+        term.expect(r"INFO saying Hello to developer", after=first.end())  # context.getLogger() in the log tail
+
+        text = handler.read_text()
+        assert 'const GREETING = "Hello";' in text and "context.getLogger()" in text
+        handler.write_text(text.replace('const GREETING = "Hello";', 'const GREETING = "Bonjour";'))
+
+        term.expect(r"pushed ", after=first.end())
+        term.expect(r"invoked: status 200 .*Bonjour, developer!", after=first.end())
+        term.expect(r"INFO saying Bonjour to developer", after=first.end())
+
+        term.ctrl_c()
+        assert term.wait() == 130
+        assert "Traceback" not in term.screen
+        term.expect(rf"files are in {re.escape(str(demo))}")
+        assert sorted(p.name for p in (demo / "hello").iterdir()) == ["index.js"], "nothing written into source"
+    finally:
+        term.close()
+
+
+def test_demo_nodejs_without_node_says_how_to_install_it(tmp_path: Path) -> None:
+    (tmp_path / "bin").mkdir()  # a PATH with no node on it
+    result = subprocess.run(
+        [sys.executable, "-m", "fgsync", "demo", "--runtime", "nodejs", "--dir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PATH": str(tmp_path / "bin")},
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: fgsync demo --runtime nodejs needs Node.js, and there is no `node` on PATH")
+    assert "apt-get install nodejs" in result.stderr and "brew install node" in result.stderr
+    assert "https://nodejs.org" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and result.stdout == ""
+    assert not (tmp_path / "demo").exists(), "checked before anything is written"
+
+
 def test_demo_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "keep.txt").write_text("mine")

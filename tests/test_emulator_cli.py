@@ -123,6 +123,23 @@ def test_dev_server_prints_what_to_use_serves_and_stops_on_sigterm(tmp_path: Pat
     assert code == 0 and "Traceback" not in err
 
 
+def test_node_functions_without_node_on_path_are_flagged_in_the_banner(
+    tmp_path: Path, running: list[Running], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # Running copies os.environ; python is sys.executable
+    emu = Running(["--function", "js:Node.js18.15", "--function", "py"], tmp_path)
+    running.append(emu)
+    assert "js (Node.js18.15), py (Python3.9)" in emu.banner
+    assert "no node on PATH: Node.js functions cannot be invoked; install Node.js" in emu.banner
+    project, token = emu.value("project id"), emu.value("token")
+    with httpx.Client(base_url=emu.url, headers={"X-Auth-Token": token}, timeout=30) as client:
+        answer = client.post(f"/v2/{project}/fgs/functions/js/invocations", json={})
+    assert answer.status_code == 400 and "need Node.js" in answer.json()["error_msg"]
+    code, err = emu.stop(signal.SIGTERM)
+    assert code == 0 and "Traceback" not in err
+
+
 def test_given_secrets_are_never_printed(tmp_path: Path, running: list[Running]) -> None:
     args = ["--token", TOKEN, "--ak", "AKGIVEN", "--sk", SK, "--user", "u1", "--password", PASSWORD, "--domain", "d1"]
     emu = Running(args, tmp_path)

@@ -7,6 +7,7 @@ import json
 import textwrap
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -175,11 +176,34 @@ def test_updated_code_is_what_runs_next(emu: Emulator, client: httpx.Client) -> 
     assert emu.calls("invoke") == 3
 
 
-def test_non_python_runtime_is_a_clear_error(emu: Emulator, client: httpx.Client) -> None:
+def test_a_runtime_it_cannot_run_is_a_clear_error(emu: Emulator, client: httpx.Client) -> None:
+    emu.create_function("java", runtime="Java8")
+    response = invoke(client, "java", {})
+    assert response.status_code == 400 and response.json()["error_code"] == "FSS.0400"
+    assert response.json()["error_msg"] == (
+        "The emulator runs Python and Node.js handlers only; Java8 functions cannot be invoked"
+    )
+    emu.create_function("future", runtime="Node.js99.1")
+    response = invoke(client, "future", {})
+    assert response.status_code == 400 and "Unknown Node.js runtime 'Node.js99.1'" in response.json()["error_msg"]
+    assert "Node.js20.15" in response.json()["error_msg"]
+    assert emu.calls("invoke") == 2
+
+
+def test_a_node_runtime_without_node_on_path_says_how_to_install_it(
+    emu: Emulator, client: httpx.Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     emu.create_function("js", runtime="Node.js18.15")
     response = invoke(client, "js", {})
     assert response.status_code == 400 and response.json()["error_code"] == "FSS.0400"
-    assert "Python handlers only" in response.json()["error_msg"] and "Node.js18.15" in response.json()["error_msg"]
+    message = response.json()["error_msg"]
+    assert message.startswith("Node.js18.15 functions need Node.js: the emulator runs them with the node on PATH")
+    assert "apt-get install nodejs" in message and "brew install node" in message and "https://nodejs.org" in message
+    # Python functions still run (with the emulator's own interpreter, not one found on PATH).
+    emu.create_function("py", code=handler_zip("def handler(event, context):\n    return 'still fine'\n"))
+    assert json.loads(invoke(client, "py", {}).json()["result"]) == "still fine"
 
 
 def test_event_must_be_json_and_at_most_6_mb(emu: Emulator, client: httpx.Client) -> None:

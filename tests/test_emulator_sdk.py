@@ -263,6 +263,66 @@ def test_the_official_sdk_creates_updates_reads_and_invokes(server: EmulatorServ
     assert REAL_HOME_SDK_DIR.exists() == existed
 
 
+@pytest.mark.filterwarnings("ignore::ImportWarning")
+@pytest.mark.usefixtures("node")
+def test_the_official_sdk_creates_and_invokes_a_nodejs_function(server: EmulatorServer) -> None:
+    existed = REAL_HOME_SDK_DIR.exists()
+    assert Path.home() != REAL_HOME_SDK_DIR.parent
+    from huaweicloudsdkcore.auth.credentials import BasicCredentials
+    from huaweicloudsdkfunctiongraph.v2 import FunctionGraphClient
+    from huaweicloudsdkfunctiongraph.v2 import model as m
+
+    client = (
+        FunctionGraphClient.new_builder()
+        .with_credentials(BasicCredentials(AK, SK, PROJECT_ID))
+        .with_endpoints([server.url])
+        .build()
+    )
+    source = (
+        "exports.handler = async (event, context) => {\n"
+        '  context.getLogger().info("from node");\n'
+        "  return { got: event, fn: context.getFunctionName() };\n"
+        "};\n"
+    )
+    code = zip_bytes({"index.js": source})
+    created = client.create_function(
+        m.CreateFunctionRequest(
+            body=m.CreateFunctionRequestBody(
+                func_name="node_sdk",
+                package="default",
+                runtime="Node.js18.15",
+                handler="index.handler",
+                memory_size=128,
+                timeout=3,
+                code_type="zip",
+                code_filename="index.zip",
+                func_code=m.FuncCode(file=base64.b64encode(code).decode()),
+            )
+        )
+    )
+    assert created.runtime == "Node.js18.15"
+    invoked = client.invoke_function(
+        m.InvokeFunctionRequest(function_urn=created.func_urn, body={"k": 1}, x_cff_log_type="tail")
+    )
+    assert invoked.status == 200 and invoked.result == '{"got":{"k":1},"fn":"node_sdk"}'
+    assert "INFO from node" in invoked.log and "invoke Success" in invoked.log
+
+    failing = zip_bytes({"index.js": 'exports.handler = async () => { throw new Error("nope"); };\n'})
+    client.update_function_code(
+        m.UpdateFunctionCodeRequest(
+            function_urn=created.func_urn,
+            body=m.UpdateFunctionCodeRequestBody(
+                code_type="zip",
+                code_filename="index.zip",
+                func_code=m.FuncCode(file=base64.b64encode(failing).decode()),
+            ),
+        )
+    )
+    failed = client.invoke_function(m.InvokeFunctionRequest(function_urn=created.func_urn, body={}))
+    assert failed.status == 500 and '"errorMessage": "nope"' in failed.result
+    assert REAL_HOME_SDK_DIR.exists() == existed
+
+
 def test_signature_is_refused_when_the_emulator_has_no_aksk() -> None:
     emu = Emulator(project_id=PROJECT_ID, token=TOKEN)
     emu.create_function("hello")

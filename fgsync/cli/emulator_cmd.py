@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import shutil
 import signal
 import string
 import threading
@@ -15,6 +16,7 @@ import click
 
 from fgsync.cli.common import common_options
 from fgsync.emulator import Emulator, serve
+from fgsync.emulator.runtimes import NODE_INSTALL_HINT, is_node_runtime
 from fgsync.emulator.store import valid_name
 from fgsync.errors import EXIT_OK, FgsyncError, UsageError
 
@@ -200,6 +202,8 @@ def _print_banner(
     if records:
         listed = ", ".join(f"{r.name} ({r.runtime})" for r in records)
         lines.append(f"  functions    {listed}")
+        if any(is_node_runtime(r.runtime) for r in records) and shutil.which("node") is None:
+            lines.append(f"               no node on PATH: Node.js functions cannot be invoked; {NODE_INSTALL_HINT}")
     if emulator.link.shaped:
         lines.append(f"  link         {describe_link(emulator.link.latency_ms, emulator.link.bandwidth_kbit)}")
     lines.append(f"  data         {data_dir if data_dir is not None else '(in memory: lost on exit)'}")

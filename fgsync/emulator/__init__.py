@@ -19,8 +19,9 @@ Served calls (see docs/emulator.md): ``POST /v3/auth/tokens``, ``POST /v2/{proje
 
 Modules: ``app`` (Emulator, the WSGI app), ``api_functions`` and ``api_dependencies`` (the calls), ``auth``
 (tokens, signatures), ``store`` (functions, URNs, persistence), ``dependency_store`` (dependency versions),
-``invoke`` + ``_runner`` (running handlers), ``faults``, ``control``, ``wsgi`` (plumbing), ``server`` (the
-loopback server) over ``httpserver`` + ``httpbody`` (HTTP/1.1, keep-alive) and ``link`` (latency, bandwidth).
+``invoke`` + ``runtimes`` + ``_runner.py`` / ``_runner.js`` (running Python and Node.js handlers), ``faults``,
+``control``, ``wsgi`` (plumbing), ``server`` (the loopback server) over ``httpserver`` + ``httpbody`` (HTTP/1.1,
+keep-alive) and ``link`` (latency, bandwidth).
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Optional
 
 from fgsync.emulator.api_dependencies import attached_json, check_depend_list
-from fgsync.emulator.invoke import LOG_TAIL_BYTES, billing_ms, is_python_runtime, tail
+from fgsync.emulator.invoke import LOG_TAIL_BYTES, billing_ms, tail
+from fgsync.emulator.runtimes import runner_command
 from fgsync.emulator.store import (
     MAX_PACKAGE_BYTES,
     EmulatorError,
@@ -310,10 +311,7 @@ def invoke(emu: Emulator, record: FunctionRecord, environ: Mapping[str, Any], bo
     """``POST .../invocations``: run the handler now and answer v1 JSON (or v0: the raw result)."""
     snapshot = emu.store.snapshot(record.package, record.name)
     assert snapshot is not None
-    if not is_python_runtime(snapshot.runtime):
-        raise EmulatorError(
-            400, "FSS.0400", f"The emulator runs Python handlers only; {snapshot.runtime} functions cannot be invoked"
-        )
+    runner_command(snapshot.runtime)  # a runtime it cannot run (or Node.js without node) is a 400 before anything
     if len(body) > MAX_EVENT_BYTES:
         raise EmulatorError(413, "FSS.0413", f"The event is {len(body)} bytes; the sync invoke limit is 6 MB")
     if body.strip():

@@ -377,6 +377,23 @@ def test_a_handler_in_a_subfolder_and_node_modules_in_the_zip(emu: Emulator, cli
     assert body["status"] == 200 and json.loads(body["result"]) == "***ab"
 
 
+def test_a_module_from_node_modules_in_an_attached_dependency_is_found(emu: Emulator, client: httpx.Client) -> None:
+    """FunctionGraph merges dependency packages into the code folder: `require` finds their node_modules."""
+    version = emu.create_dependency_version(
+        "fgsync-default-api",
+        zip_bytes({"node_modules/shout/index.js": "module.exports = (s) => String(s).toUpperCase() + '!';\n"}),
+        runtime=RUNTIME,
+    )
+    source = 'const shout = require("shout");\nexports.handler = async (e) => shout(e.v);\n'
+    emu.create_function("api", runtime=RUNTIME, code=js_zip(source), depend_version_list=[version.id])
+    body = invoke(client, "api", {"v": "hi"}).json()
+    assert body["status"] == 200, body["log"]
+    assert json.loads(body["result"]) == "HI!"
+    emu.create_function("bare", runtime=RUNTIME, code=js_zip(source))  # the same code without the dependency
+    body = invoke(client, "bare", {"v": "hi"}).json()
+    assert body["status"] == 500 and "Cannot find module 'shout'" in body["log"]
+
+
 def test_a_crashed_invocation_does_not_break_the_next(emu: Emulator, client: httpx.Client) -> None:
     create(
         emu,

@@ -375,13 +375,16 @@ def test_a_signal_during_an_upload_lets_it_finish_and_exits_cleanly(
 class Proc:
     """`fgsync watch ...` as a subprocess, its stdout read line by line on a thread."""
 
-    def __init__(self, project: Path, *args: str) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("FGSYNC_", "CLOUD_SDK_"))}
-        env.update(FGSYNC_TOKEN=TOKEN, FGSYNC_CACHE_DIR=str(project / ".cache"), PYTHONUNBUFFERED="1")
+    def __init__(
+        self, project: Path, *args: str, env: Optional[dict[str, str]] = None, cwd: Optional[Path] = None
+    ) -> None:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith(("FGSYNC_", "CLOUD_SDK_"))}
+        environ.update(FGSYNC_TOKEN=TOKEN, FGSYNC_CACHE_DIR=str(project / ".cache"), PYTHONUNBUFFERED="1")
+        environ.update(env or {})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fgsync", "watch", *args],
-            cwd=project,
-            env=env,
+            cwd=cwd or project,
+            env=environ,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -409,6 +412,16 @@ class Proc:
                 left = deadline - time.monotonic()
                 assert left > 0, f"timed out; stdout so far: {self.lines}"
                 self._cond.wait(min(left, 0.1))
+
+    def events(self) -> list[dict[str, Any]]:
+        """The NDJSON events so far (with --json)."""
+        with self._cond:
+            return [json.loads(line) for line in self.lines]
+
+    def wait_event(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 20.0) -> dict[str, Any]:
+        """The first NDJSON event that matches, waiting for it."""
+        line = self.wait_line(lambda line: predicate(json.loads(line)), timeout)
+        return dict(json.loads(line))
 
     def __enter__(self) -> Proc:
         return self

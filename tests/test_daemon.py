@@ -19,6 +19,7 @@ from fgsync.errors import (
     AuthApiError,
     BuildError,
     CredentialsError,
+    FgsyncError,
     NetworkError,
     PackageError,
     TransientApiError,
@@ -148,6 +149,37 @@ def test_git_lock_holds_syncs_and_is_polled() -> None:
     assert s.due(0.1) == [] and len(calls) == 1  # not re-checked before lock_poll
     held["a"] = False
     assert s.due(0.2) == ["a"]
+
+
+def test_a_git_lock_that_holds_long_is_said_after_10_s_and_every_minute(tmp_path: Path) -> None:
+    """A stale index.lock (a git that crashed) must not hold a change in silence."""
+    lock = tmp_path / ".git" / "index.lock"
+    lock.parent.mkdir()
+    lock.write_text("")
+    s = Scheduler(["a"], timing=T, lock_held=lambda name: lock)
+    assert s.due(0.0) == [] and s.notices(5.0) == []
+    s.due(9.0)
+    assert s.notices(9.9) == []
+    (event,) = s.notices(10.0)
+    assert event.event == "waiting" and event.function == "a"
+    assert event.fields["reason"] == "git-lock" and event.fields["path"] == str(lock)
+    assert str(lock) in event.fields["message"] and "remove it" in event.fields["message"]
+    assert s.notices(30.0) == []
+    s.due(69.9)
+    assert len(s.notices(70.0)) == 1
+    assert s.pending() == ["a"]  # named when watching stops
+
+
+def test_pending_names_what_may_not_be_pushed() -> None:
+    s = Scheduler(["a", "b", "c"], timing=T)
+    assert sorted(s.pending()) == ["a", "b", "c"]  # each owes its initial sync
+    assert s.due(0.0) == ["a", "b", "c"]
+    s.finished("a", None, 1.0)
+    s.finished("b", FgsyncError("HTTP 403: no permission"), 1.0)
+    assert sorted(s.pending()) == ["b", "c"]  # b failed, c is still running
+    s.finished("c", None, 1.0)
+    s.changed("a")
+    assert sorted(s.pending()) == ["a", "b"]
 
 
 def test_git_lock_held_finds_index_lock_in_the_source_or_a_parent_repo(tmp_path: Path) -> None:

@@ -122,7 +122,7 @@ def _reload_summary(reloaded: dict[str, Any]) -> str:
         parts.append(f"changed {name} ({', '.join(keys)})")
     for key, (old, new) in (reloaded.get("settings") or {}).items():
         parts.append(f"{key} {old} -> {new}")
-    return "; ".join(parts) if parts else "nothing to apply"
+    return "; ".join(parts) if parts else "no change to apply"
 
 
 def failure_summary(result: Any) -> Optional[str]:

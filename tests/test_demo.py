@@ -38,6 +38,7 @@ class Terminal:
             start_new_session=True,
             preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
         )
+        self.slave_name = os.ttyname(slave)
         os.close(slave)
         self.screen = ""
 

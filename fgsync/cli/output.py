@@ -173,6 +173,8 @@ class Reporter:
         self._lock = threading.Lock()
         #: Called (once) when stdout is gone: `fgsync watch | head -1`, a closed terminal. `watch` stops then.
         self.on_closed: Optional[Callable[[], None]] = None
+        #: A line shown once, under the first `watching` line (human mode): the keys `watch` takes.
+        self.hint: Optional[str] = None
         self._closed = False
 
     @property
@@ -195,6 +197,9 @@ class Reporter:
             stamp = _dt.datetime.now().strftime("%H:%M:%S")
             who = f"{event.function}  " if event.function else ""
             self._write(stream, f"{stamp} {who}{render_human(event)}\n")
+            if event.event == "watching" and self.hint:
+                hint, self.hint = self.hint, None
+                self._write(stream, f"         {hint}\n")
 
     def info(self, text: str) -> None:
         """A line for a person: stdout in human mode, stderr with --json, nothing with --quiet."""

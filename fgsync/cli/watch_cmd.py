@@ -11,11 +11,9 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from types import FrameType
 from typing import Callable, Optional
 
 import click
@@ -25,6 +23,10 @@ from fgsync.cli.common import common_options
 from fgsync.cli.completion import complete_function_names
 from fgsync.cli.context import AppContext, app_context
 from fgsync.cli.invoke_cmd import invoke_function, read_event
+from fgsync.cli.keys import HINT as KEYS_HINT
+from fgsync.cli.keys import KeyReader, keys_wanted
+from fgsync.cli.notify import Notifier
+from fgsync.cli.watch_signals import Stopper, handle_signals, make_abort
 from fgsync.config import Config, FunctionConfig, load_config, select_functions
 from fgsync.errors import EXIT_INTERRUPTED, EXIT_OK, FgsyncError
 from fgsync.events import Emit, error_event
@@ -164,52 +166,6 @@ def _invoke(fn: FunctionConfig, client: FunctionGraphClient, emit: Emit) -> None
         emit(error_event(fn.name, error.code, f"invoke: {error.message}", retryable=False))
 
 
-#: The signals that stop `fgsync watch`: Ctrl+C, `kill`, and the terminal closing (SIGHUP acts as SIGTERM).
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
-
-
-@contextlib.contextmanager
-def handle_signals(stop: threading.Event, *, abort: Callable[[int], None]) -> Iterator[list[int]]:
-    """SIGINT, SIGTERM and SIGHUP set ``stop``; a second one calls ``abort(signum)``. Yields the signals received.
-
-    Outside the main thread (where Python cannot install handlers) nothing is installed.
-    """
-    received: list[int] = []
-
-    def handler(signum: int, _frame: Optional[FrameType]) -> None:
-        if received:
-            abort(signum)
-        received.append(signum)
-        stop.set()
-
-    previous = {}
-    try:
-        for sig in STOP_SIGNALS:
-            previous[sig] = signal.signal(sig, handler)
-    except ValueError:
-        logger.debug("not the main thread: no signal handlers")
-    try:
-        yield received
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-def make_abort(daemon: Daemon, builds: BuildProcesses) -> Callable[[int], None]:
-    """The second signal: stop every build's process group, say what was not pushed, and exit at once."""
-
-    def abort(_signum: int) -> None:
-        # The user wants out now, upload or not: os._exit skips joining the upload thread.
-        builds.stop_all(grace=1.0)
-        daemon.emit_stopped()
-        sys.stdout.flush()
-        sys.stderr.write("Aborted.\n")
-        sys.stderr.flush()
-        os._exit(EXIT_INTERRUPTED)
-
-    return abort
-
-
 def warn_own_folders_inside(functions: Sequence[FunctionConfig]) -> None:
     """fgsync's cache folder inside a source is left out of packages and watches; say so once, at start."""
     for fn in functions:
@@ -239,15 +195,23 @@ def warn_own_folders_inside(functions: Sequence[FunctionConfig]) -> None:
     help="Push a burst that never goes quiet after this long (default: watch.max_wait_ms, 3000).",
 )
 @click.option("--poll", is_flag=True, default=None, help="Poll the file system instead of native events.")
+@click.option("--notify", is_flag=True, help="A desktop notification when a sync fails, and when it recovers.")
 @common_options
 def watch_command(
-    names: Sequence[str], invoke: bool, debounce_ms: Optional[int], max_wait_ms: Optional[int], poll: Optional[bool]
+    names: Sequence[str],
+    invoke: bool,
+    debounce_ms: Optional[int],
+    max_wait_ms: Optional[int],
+    poll: Optional[bool],
+    notify: bool = False,
 ) -> int:
     """Sync now, then after every settled burst of changes, until Ctrl+C.
 
     Edits that leave the package identical (a touch, an edit then undo) are skipped, not uploaded. Events on
     ignored paths (.git, editor temporaries, .fgsyncignore, exclude) trigger nothing, and files written by a
-    function's build command never trigger another build.
+    function's build command never trigger another build. fgsync.toml is read again when it changes.
+
+    On a terminal: Enter syncs every function now, i invokes them again, q stops (as Ctrl+C).
     """
     app = app_context()
     config = app.load_config()
@@ -272,6 +236,7 @@ def watch_command(
     def on_reload(new: WatchSettings) -> None:
         state.config = new.context
 
+    emit = Notifier().wrap(app.reporter.emit) if notify else app.reporter.emit
     clients = ClientCache(lambda: app.make_client(state.config), stamp)
     fingerprints = InputFingerprints()
     builds = BuildProcesses()
@@ -281,7 +246,7 @@ def watch_command(
     daemon = Daemon(
         first.functions,
         sync=make_sync_step(app, state, clients, invoke=invoke, fingerprints=fingerprints, builds=builds),
-        emit=app.reporter.emit,
+        emit=emit,
         stop_event=stop,
         debounce_ms=first.debounce_ms,
         max_wait_ms=first.max_wait_ms,
@@ -293,6 +258,17 @@ def watch_command(
         on_reload=on_reload,
     )
     app.reporter.on_closed = stop.set  # `fgsync watch | head -1`: the reader is gone, stop as on SIGTERM
+    keys: Optional[KeyReader] = None
+    cleanup: list[Callable[[], None]] = []
+    stopper = Stopper(stop, make_abort(daemon, builds, cleanup=cleanup))
+    if keys_wanted(json_mode=app.json):
+        keys = KeyReader(
+            on_sync=daemon.request_sync,
+            on_invoke=lambda: _invoke_again(app, daemon, clients, emit, invoke=invoke),
+            on_quit=lambda: stopper.trigger(signal.SIGINT),
+        )
+        cleanup.append(keys.restore)
+        app.reporter.hint = KEYS_HINT
     failure: list[BaseException] = []
 
     def run() -> None:
@@ -303,16 +279,33 @@ def watch_command(
 
     # The daemon runs on its own thread so the main thread only waits: a signal handler then never
     # interrupts code holding one of the daemon's locks.
-    with handle_signals(stop, abort=make_abort(daemon, builds)) as received:
+    with handle_signals(stopper):
         thread = threading.Thread(target=run, name="fgsync-daemon")
         thread.start()
         try:
+            if keys is not None:
+                keys.start()
             while thread.is_alive():
                 thread.join(_JOIN_STEP)
         finally:
             stop.set()
+            if keys is not None:
+                keys.close()
             thread.join()
             clients.close()
     if failure:
         raise failure[0]
-    return EXIT_INTERRUPTED if signal.SIGINT in received else EXIT_OK
+    return EXIT_INTERRUPTED if stopper.interrupted else EXIT_OK
+
+
+def _invoke_again(app: AppContext, daemon: Daemon, clients: ClientCache, emit: Emit, *, invoke: bool) -> None:
+    """The ``i`` key: invoke the watched functions again (every one with --invoke, else those with an event)."""
+    chosen = [fn for fn in daemon.functions.values() if invoke or fn.invoke_event is not None]
+    if not chosen:
+        app.reporter.info("nothing to invoke: start `fgsync watch --invoke`, or set invoke_event for a function")
+        return
+    for fn in chosen:
+        try:
+            _invoke(fn, clients.get(), emit)
+        except FgsyncError as error:
+            emit(error_event(fn.name, error.code, f"invoke: {error.message}", retryable=False))

@@ -55,7 +55,12 @@ class _Fatal:
     error: BaseException
 
 
-_Item = Union[frozenset[Change], _Done, _Fatal]
+@dataclass(frozen=True)
+class _SyncAll:
+    """Sync every function now (the Enter key)."""
+
+
+_Item = Union[frozenset[Change], _Done, _Fatal, _SyncAll]
 
 
 @dataclass
@@ -203,6 +208,11 @@ class Daemon:
             self._drain(final=True)
             self.emit_stopped()
 
+    def request_sync(self) -> None:
+        """Sync every function now, as if each had changed (thread-safe; a normal sync: skips still skip)."""
+        self._inbox.put(_SyncAll())
+        self._wake.set()
+
     def emit_stopped(self) -> None:
         """Emit ``stopped`` (once) with the functions whose changes may not be pushed.
 
@@ -339,6 +349,9 @@ class Daemon:
             if isinstance(item, _Fatal):
                 if not final:
                     raise item.error
+            elif isinstance(item, _SyncAll):
+                for name in self.functions:
+                    self.scheduler.changed(name)
             elif isinstance(item, _Done):
                 self._leave_phase(item.name)
                 if item.unchanged:

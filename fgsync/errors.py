@@ -9,6 +9,7 @@ The tree::
      ├── BuildError                  exit 1, code "build"     the function's `build` command failed (carries its output)
      ├── HandlerError                exit 1, code "function"  the invoked handler raised, timed out or did not load
      ├── DriftError                  exit 1, code "drift"     --no-overwrite and someone else changed the function
+     ├── LockedError                 exit 1, code "locked"    another `fgsync watch` runs on this config and state
      ├── CredentialsError            exit 3, code "auth"      no credentials, keyring unusable, login failed
      │    └── KeyringError           exit 3, code "auth"      the OS keyring is absent, locked or timed out
      └── ApiError                    exit 1, code = the service code (FSS.1051 …)
@@ -86,6 +87,16 @@ class DriftError(FgsyncError):
     """The remote code changed behind fgsync's back and --no-overwrite forbids replacing it."""
 
     code = "drift"
+
+
+class LockedError(FgsyncError):
+    """Another fgsync process holds a lock this one needs (a second `fgsync watch` on one config)."""
+
+    code = "locked"
+
+    def __init__(self, message: str, *, pid: int | None = None) -> None:
+        self.pid = pid
+        super().__init__(message)
 
 
 class CredentialsError(FgsyncError):

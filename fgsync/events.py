@@ -10,6 +10,7 @@ skipped   reason: unchanged | remote-identical | server-unchanged
 drift     recorded, remote
 pushed    bytes, digest, ms
 invoked   status, result, log, ms
+waiting   reason: git-lock | in-flight; message
 error     code, message, retryable, retry_in_ms
 status    sha512, pushed_sha512, remote_digest, state
 stopped   —
@@ -32,6 +33,7 @@ EVENT_NAMES = (
     "drift",
     "pushed",
     "invoked",
+    "waiting",
     "error",
     "status",
     "stopped",
@@ -40,6 +42,9 @@ EVENT_NAMES = (
 SKIP_UNCHANGED = "unchanged"
 SKIP_REMOTE_IDENTICAL = "remote-identical"
 SKIP_SERVER_UNCHANGED = "server-unchanged"
+
+#: `waiting` reason: another fgsync process is syncing the function (its upload is in flight).
+WAIT_IN_FLIGHT = "in-flight"
 
 MAX_CHANGE_PATHS = 20
 

@@ -21,6 +21,11 @@ it received: fgsync compares R with what it sent, and a service whose digest mea
 simply never match (fgsync would report drift, as before). A definite refusal (a 4xx answer other than 408)
 clears that pending send; an ambiguous failure (network error, timeout, 408, 5xx) keeps it.
 
+The remote part of a sync (ShowFunctionCode → decide → PUT → record) holds the function's lock
+(:meth:`fgsync.locks.LockFolder.function`), so a `push` and a running `watch` never race on one function: the
+second waits (a `waiting` event, reason ``in-flight``), then finds the first one's push in the state and on the
+remote. Packaging happens before, outside the lock.
+
 A push whose record cannot be written is still a push: the `pushed` event is emitted, then
 :class:`~fgsync.errors.StateError` is raised (not retryable); the store keeps the record in memory, so the rest
 of the process (a running watch) does not take it for drift.
@@ -38,6 +43,7 @@ from fgsync.events import (
     SKIP_REMOTE_IDENTICAL,
     SKIP_SERVER_UNCHANGED,
     SKIP_UNCHANGED,
+    WAIT_IN_FLIGHT,
     Emit,
     Event,
 )
@@ -138,6 +144,9 @@ def sync_function(
 ) -> SyncResult:
     """Run the build (if any), package, compare with the last push and the remote, then upload or skip.
 
+    The comparison and the upload hold the function's lock; when another fgsync process holds it, a
+    `waiting` event says so and the sync waits for it.
+
     Raises:
         BuildError, PackageError: the function could not be packaged.
         ApiError (and subclasses): the service refused or could not be reached.
@@ -147,25 +156,39 @@ def sync_function(
     started = clock()
     package = build_and_package(fn, emit=emit, package_fn=package_fn, clock=clock)
 
-    return _decide(
-        fn,
-        package,
-        client=client,
-        store=store,
-        endpoint=endpoint,
-        emit=emit,
-        force=force,
-        dry_run=dry_run,
-        no_overwrite=no_overwrite,
-        progress=progress,
-        started=started,
-        clock=clock,
-    )
+    def on_wait(pid: Optional[int]) -> None:
+        emit(Event("waiting", fn.name, {"reason": WAIT_IN_FLIGHT, "message": waiting_message(fn.name, pid)}))
+
+    with store.locks.function(endpoint, fn.urn, on_wait=on_wait):
+        return _decide(
+            fn,
+            package,
+            client=client,
+            store=store,
+            endpoint=endpoint,
+            emit=emit,
+            force=force,
+            dry_run=dry_run,
+            no_overwrite=no_overwrite,
+            progress=progress,
+            started=started,
+            clock=clock,
+        )
+
+
+def waiting_message(name: str, pid: Optional[int]) -> str:
+    """What a sync says while another fgsync process holds the function."""
+    who = f" (pid {pid})" if pid is not None else ""
+    return f"waiting for the sync of {name} in another fgsync process{who}"
 
 
 def recorded_push(store: StateStore, endpoint: str, urn: str, remote_digest: str) -> Optional[PushRecord]:
-    """The last push, for `status`: a pending send the remote now holds counts as fgsync's push."""
-    return store.reconcile(endpoint, urn, remote_digest)
+    """The last push, for `status`: a pending send the remote now holds counts as fgsync's push.
+
+    It is written to the state only when no sync holds the function (status never waits for one).
+    """
+    with store.locks.function(endpoint, urn, wait=False) as held:
+        return store.reconcile(endpoint, urn, remote_digest, persist=held)
 
 
 def _decide(

@@ -1,18 +1,155 @@
-"""fgsync.locks: lock files between fgsync processes, driven with threads and child processes."""
+"""One `fgsync watch` per config and state folder, and `fgsync push` never racing a watch on a function.
+
+The process tests run the real `fgsync` (two terminals, or an editor task plus a terminal) against the emulator
+on a loopback port; the unit tests drive :mod:`fgsync.locks` with threads and child processes.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
+from conftest import HELLO_PY, make_tree, write_config
+from processes import (
+    FgsyncProcess,
+    alive,
+    no_tracebacks,
+    processes_in,
+    run_fgsync,
+    synced,
+    wait_until,
+    watch,
+)
 
+from fgsync.config import load_config
 from fgsync.errors import LockedError
 from fgsync.locks import LockFolder
+from fgsync.sync import package_function
+
+
+@pytest.fixture
+def project(tmp_path: Path, emulator: Any) -> Path:
+    """`hello` on disk and in the emulator (template code), a config pointing at the emulator."""
+    make_tree(tmp_path / "functions" / "hello", {"index.py": HELLO_PY, "lib/util.py": "X = 1\n"})
+    write_config(tmp_path, endpoint=emulator.url)
+    emulator.emulator.create_function("hello")
+    return tmp_path
+
+
+def edit(project: Path, version: str) -> None:
+    (project / "functions" / "hello" / "index.py").write_text(f"{HELLO_PY}# {version}\n")
+
+
+def assert_remote_is_local(project: Path, emulator: Any) -> None:
+    fn = load_config(project / "fgsync.toml").functions[0]
+    assert emulator.emulator.function("hello").digest == package_function(fn).sha512
+
+
+# -- the real commands -----------------------------------------------------------------------------------------
+
+
+def test_a_second_watch_on_one_config_refuses_naming_the_first_and_a_killed_one_frees_it(
+    project: Path, emulator: Any
+) -> None:
+    emu = emulator.emulator
+    cache = project / ".cache"
+    config = project / "fgsync.toml"
+    message = f"fgsync watch is already running for {config} (pid {{pid}}); stop it first, or use `fgsync push`"
+    with watch(project, cache) as first:
+        first.wait_for(lambda events: synced(events))
+        assert emu.uploads("hello") == 1
+
+        second = run_fgsync(project / "functions", cache, "watch", "--json", timeout=30)
+        assert second.code == 1
+        assert second.err.strip() == f"Error: {message.format(pid=first.pid)}"
+        (event,) = second.events
+        assert event["event"] == "error" and event["message"] == message.format(pid=first.pid)
+        human = run_fgsync(project, cache, "watch", timeout=30)
+        assert human.code == 1 and human.out == ""
+        assert human.err.strip() == f"Error: {message.format(pid=first.pid)}"
+
+        edit(project, "v2")
+        first.wait_for(lambda events: synced(events, 2))
+        assert emu.uploads("hello") == 2, "one watch, one upload per change"
+        first.proc.send_signal(signal.SIGKILL)
+        first.finish()
+    assert not alive(first.pid)
+
+    # kill -9 leaves no stale lock: the OS released it with the process.
+    with watch(project, cache) as third:
+        third.wait_for(lambda events: synced(events))
+        edit(project, "v3")
+        third.wait_for(lambda events: synced(events, 2))
+        result = third.stop(signal.SIGTERM)
+    assert result.code == 0, result.err
+    assert [e["event"] for e in result.events if e["event"] in ("skipped", "pushed")] == ["skipped", "pushed"]
+    assert emu.uploads("hello") == 3
+    assert_remote_is_local(project, emulator)
+    no_tracebacks(second, human, result)
+    assert not processes_in(project)
+
+
+def test_watches_on_other_configs_or_state_folders_run_side_by_side(project: Path, emulator: Any) -> None:
+    other = project / "other"
+    make_tree(other / "functions" / "hello", {"index.py": HELLO_PY})
+    write_config(other, endpoint=emulator.url)
+    with watch(project, project / ".cache") as first, watch(other, project / ".cache") as second:
+        first.wait_for(lambda events: synced(events))
+        second.wait_for(lambda events: synced(events))
+        with watch(project, project / ".cache-2") as third:
+            third.wait_for(lambda events: synced(events))
+            results = [p.stop(signal.SIGTERM) for p in (first, second, third)]
+    assert [r.code for r in results] == [0, 0, 0], [r.err for r in results]
+    no_tracebacks(*results)
+
+
+def test_push_while_a_watch_uploads_waits_for_it_and_nothing_is_uploaded_twice(project: Path, emulator: Any) -> None:
+    emu = emulator.emulator
+    cache = project / ".cache"
+    with watch(project, cache) as daemon:
+        daemon.wait_for(lambda events: synced(events))
+        assert emu.uploads("hello") == 1
+        emu.inject("update_code", delay=2.0)  # the watch's next upload is held by the service for 2 s
+        edit(project, "v2")
+        wait_until(lambda: emu.calls("update_code") == 2, what="the watch's v2 upload in flight")
+
+        with FgsyncProcess(project, cache, "push", "--json") as push:
+            push.wait_for(lambda events: any(e["event"] == "waiting" for e in events))
+            (waiting,) = push.named("waiting")
+            assert waiting == {
+                "event": "waiting",
+                "ts": waiting["ts"],
+                "function": "hello",
+                "reason": "in-flight",
+                "message": f"waiting for the sync of hello in another fgsync process (pid {daemon.pid})",
+            }
+            pushed = push.finish()
+        assert pushed.code == 0, pushed.err
+        assert [e["event"] for e in pushed.events] == ["packaged", "waiting", "skipped"]
+        assert pushed.named("skipped")[0]["reason"] == "unchanged"
+        daemon.wait_for(lambda events: synced(events, 2))
+
+        human = run_fgsync(project, cache, "push")
+        result = daemon.stop(signal.SIGTERM)
+    assert result.code == 0, result.err
+    assert [e["event"] for e in result.events if e["event"] in ("skipped", "pushed", "drift")] == [
+        "pushed",  # the initial sync
+        "pushed",  # v2, the one the push waited for
+    ]
+    assert "hello  skipped (unchanged)" in human.out
+    assert emu.uploads("hello") == 2, "each change uploaded exactly once"
+    assert_remote_is_local(project, emulator)
+    no_tracebacks(pushed, human, result)
+
+
+# -- fgsync.locks ------------------------------------------------------------------------------------------------
 
 HOLDER = """
 import sys, time

@@ -1,10 +1,11 @@
 """One sync of one function, in-process against the emulator on a loopback port: the pending-send record around
-the PUT (what a lost answer leaves behind, what a refusal clears)."""
+the PUT (what a lost answer leaves behind, what a refusal clears) and the function lock between two syncs."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -121,4 +122,27 @@ def test_a_push_whose_record_fails_emits_pushed_then_raises_state_error(fn: Func
     # The same process (a running watch) still knows it pushed: the next sync is `unchanged`, not drift.
     again: list[Event] = []
     assert sync(fn, emulator, store, again).reason == "unchanged"
+    assert emulator.emulator.uploads("hello") == 1
+
+
+def test_two_syncs_of_one_function_never_overlap(fn: FunctionConfig, emulator: Any) -> None:
+    """Two stores on one cache folder are two processes; the lock is per open file, so threads do as well."""
+    emulator.emulator.inject("update_code", delay=0.5)
+    first_events: list[Event] = []
+    second_events: list[Event] = []
+    first = threading.Thread(target=sync, args=(fn, emulator, StateStore(), first_events))
+    first.start()
+    while emulator.emulator.calls("update_code") == 0:
+        assert first.is_alive()
+        threading.Event().wait(0.01)
+    second = sync(fn, emulator, StateStore(), second_events)
+    first.join(10)
+    assert [e.event for e in first_events] == ["packaged", "pushed"]
+    assert [e.event for e in second_events] == ["packaged", "waiting", "skipped"]
+    waiting = second_events[1]
+    assert waiting.fields == {
+        "reason": "in-flight",
+        "message": f"waiting for the sync of hello in another fgsync process (pid {os.getpid()})",
+    }
+    assert second.reason == "unchanged"
     assert emulator.emulator.uploads("hello") == 1

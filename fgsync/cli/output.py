@@ -72,6 +72,8 @@ def render_human(event: Event) -> str:
         if log:
             text += "\n" + "\n".join("    | " + line for line in log.splitlines()[-15:])
         return text
+    if event.event == "waiting":
+        return str(f["message"])
     if event.event == "error":
         text = f"error {f['code']}: {f['message']}"
         if f.get("retry_in_ms") is not None:

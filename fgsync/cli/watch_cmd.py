@@ -208,6 +208,7 @@ def watch_command(
     app = app_context()
     config = app.load_config()
     functions = select_functions(config, names)
+    click.get_current_context().with_resource(app.store.locks.watch(config.path))  # LockedError: one watch only
 
     def stamp() -> str:
         return credential_stamp(iam_endpoint=config.iam_endpoint, project_id=config.project_id, env=os.environ)

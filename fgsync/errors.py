@@ -10,6 +10,8 @@ The tree::
      ├── BuildError                  exit 1, code "build"     the function's `build` command failed (carries its output)
      ├── HandlerError                exit 1, code "function"  the invoked handler raised, timed out or did not load
      ├── DriftError                  exit 1, code "drift"     --no-overwrite and someone else changed the function
+     ├── StateError                  exit 1, code "state"     pushed, but the record of it cannot be written
+     ├── LockedError                 exit 1, code "locked"    another `fgsync watch` runs on this config and state
      ├── CredentialsError            exit 3, code "auth"      no credentials, keyring unusable, login failed
      │    └── KeyringError           exit 3, code "auth"      the OS keyring is absent, locked or timed out
      └── ApiError                    exit 1, code = the service code (FSS.1051 …)
@@ -93,6 +95,31 @@ class DriftError(FgsyncError):
     """The remote code changed behind fgsync's back and --no-overwrite forbids replacing it."""
 
     code = "drift"
+
+
+class StateError(FgsyncError):
+    """The push worked, but fgsync could not record it in its state folder (read-only, full, not a folder).
+
+    Not retryable: the upload must not be repeated. The record is still kept in memory for the rest of the
+    process, so a running `fgsync watch` does not take its own push for drift.
+    """
+
+    code = "state"
+
+    def __init__(self, message: str, *, folder: str, reason: str) -> None:
+        self.folder = folder
+        self.reason = reason
+        super().__init__(message)
+
+
+class LockedError(FgsyncError):
+    """Another fgsync process holds a lock this one needs (a second `fgsync watch` on one config)."""
+
+    code = "locked"
+
+    def __init__(self, message: str, *, pid: int | None = None) -> None:
+        self.pid = pid
+        super().__init__(message)
 
 
 class CredentialsError(FgsyncError):

@@ -43,6 +43,10 @@ SKIP_UNCHANGED = "unchanged"
 SKIP_REMOTE_IDENTICAL = "remote-identical"
 SKIP_SERVER_UNCHANGED = "server-unchanged"
 
+#: `waiting` reasons: an upload is in flight (this process's, at a stop, or another process's); a git lock.
+WAIT_IN_FLIGHT = "in-flight"
+WAIT_GIT_LOCK = "git-lock"
+
 MAX_CHANGE_PATHS = 20
 
 

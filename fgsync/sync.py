@@ -10,6 +10,25 @@ The decision follows SPEC.md "Deciding to skip". With L the new package's SHA-51
 A record (S, D) whose D is not R, with R != L, means someone changed the function since fgsync pushed: drift.
 Drift is reported, then pushed over — unless ``no_overwrite``. ``force`` always uploads; ``dry_run`` does
 everything but the PUT.
+
+fgsync's own uploads are never drift. Before each PUT the SHA-512 being sent is written to the state as a
+*pending send* (:meth:`fgsync.state.StateStore.begin_send`). If the answer never comes (the process killed,
+the connection dropped after the service applied the update, a timeout) the send stays pending, and the next
+sync or `status` that finds R equal to a pending SHA-512 records it as fgsync's push, (S, D) = (that SHA-512,
+R), before deciding (:meth:`~fgsync.state.StateStore.reconcile`). This relies on what FunctionGraph documents
+``digest`` to be, the SHA-512 of the function's code, and on what the service answers, the SHA-512 of the zip
+it received: fgsync compares R with what it sent, and a service whose digest meant something else would
+simply never match (fgsync would report drift, as before). A definite refusal (a 4xx answer other than 408)
+clears that pending send; an ambiguous failure (network error, timeout, 408, 5xx) keeps it.
+
+The remote part of a sync (ShowFunctionCode → decide → PUT → record) holds the function's lock
+(:meth:`fgsync.locks.LockFolder.function`), so a `push` and a running `watch` never race on one function: the
+second waits (a `waiting` event, reason ``in-flight``), then finds the first one's push in the state and on the
+remote. Packaging happens before, outside the lock.
+
+A push whose record cannot be written is still a push: the `pushed` event is emitted, then
+:class:`~fgsync.errors.StateError` is raised (not retryable); the store keeps the record in memory, so the rest
+of the process (a running watch) does not take it for drift.
 """
 
 from __future__ import annotations
@@ -20,7 +39,14 @@ from typing import Callable, Optional
 
 from fgsync.config import FunctionConfig
 from fgsync.errors import ApiError, DriftError
-from fgsync.events import SKIP_REMOTE_IDENTICAL, SKIP_SERVER_UNCHANGED, SKIP_UNCHANGED, Emit, Event
+from fgsync.events import (
+    SKIP_REMOTE_IDENTICAL,
+    SKIP_SERVER_UNCHANGED,
+    SKIP_UNCHANGED,
+    WAIT_IN_FLIGHT,
+    Emit,
+    Event,
+)
 from fgsync.ignore import IgnoreRules
 from fgsync.package import BuildProcesses, Package, build_package, run_build
 from fgsync.package.walk import missing_source
@@ -137,21 +163,75 @@ def sync_function(
 ) -> SyncResult:
     """Run the build (if any), package, compare with the last push and the remote, then upload or skip.
 
+    The comparison and the upload hold the function's lock; when another fgsync process holds it, a
+    `waiting` event says so and the sync waits for it.
+
     Raises:
         BuildError, PackageError: the function could not be packaged.
         ApiError (and subclasses): the service refused or could not be reached.
         DriftError: the remote changed behind fgsync's back and ``no_overwrite`` is set.
+        StateError: pushed, but the record could not be written.
     """
     started = clock()
     package = build_and_package(
         fn, emit=emit, package_fn=package_fn, after_build=after_build, processes=processes, clock=clock
     )
 
+    def on_wait(pid: Optional[int]) -> None:
+        emit(Event("waiting", fn.name, {"reason": WAIT_IN_FLIGHT, "message": waiting_message(fn.name, pid)}))
+
+    with store.locks.function(endpoint, fn.urn, on_wait=on_wait):
+        return _decide(
+            fn,
+            package,
+            client=client,
+            store=store,
+            endpoint=endpoint,
+            emit=emit,
+            force=force,
+            dry_run=dry_run,
+            no_overwrite=no_overwrite,
+            progress=progress,
+            started=started,
+            clock=clock,
+        )
+
+
+def waiting_message(name: str, pid: Optional[int]) -> str:
+    """What a sync says while another fgsync process holds the function."""
+    who = f" (pid {pid})" if pid is not None else ""
+    return f"waiting for the sync of {name} in another fgsync process{who}"
+
+
+def recorded_push(store: StateStore, endpoint: str, urn: str, remote_digest: str) -> Optional[PushRecord]:
+    """The last push, for `status`: a pending send the remote now holds counts as fgsync's push.
+
+    It is written to the state only when no sync holds the function (status never waits for one).
+    """
+    with store.locks.function(endpoint, urn, wait=False) as held:
+        return store.reconcile(endpoint, urn, remote_digest, persist=held)
+
+
+def _decide(
+    fn: FunctionConfig,
+    package: Package,
+    *,
+    client: FunctionGraphClient,
+    store: StateStore,
+    endpoint: str,
+    emit: Emit,
+    force: bool,
+    dry_run: bool,
+    no_overwrite: bool,
+    progress: Optional[ProgressHook],
+    started: float,
+    clock: Callable[[], float],
+) -> SyncResult:
     def result(action: str, reason: Optional[str], digest: Optional[str], drift: bool = False) -> SyncResult:
         return SyncResult(fn.name, action, reason, package, digest, drift, _ms(clock() - started))
 
     remote = client.show_code(fn.urn)
-    record = store.get(endpoint, fn.urn)
+    record = store.reconcile(endpoint, fn.urn, remote.digest, persist=not dry_run)
     reason = None if force else skip_reason(package.sha512, record, remote.digest)
     if reason is not None:
         emit(Event("skipped", fn.name, {"reason": reason}))
@@ -207,6 +287,7 @@ def _push(
 ) -> SyncResult:
     depends = fn.depend_version_list if fn.depend_version_list is not None else remote.depend_version_list
     upload_started = clock()
+    send = store.begin_send(endpoint, fn.urn, package.sha512)
     try:
         answer = client.update_code(
             fn.urn,
@@ -218,6 +299,8 @@ def _push(
             progress=progress,
         )
     except ApiError as error:
+        if _refused(error):  # it never landed; an ambiguous failure keeps the pending send
+            store.forget_send(endpoint, fn.urn, send)
         if error.code in SAME_CODE_CODES:
             emit(Event("skipped", fn.name, {"reason": SKIP_SERVER_UNCHANGED}))
             return SyncResult(fn.name, "skipped", SKIP_SERVER_UNCHANGED, package, None, drift, _ms(clock() - started))
@@ -227,11 +310,16 @@ def _push(
             "the service accepted the code but answered no digest; not recording this push",
             status=200,
         )
-    store.put(endpoint, fn.urn, package.sha512, answer.digest)
     emit(
         Event("pushed", fn.name, {"bytes": package.size, "digest": answer.digest, "ms": _ms(clock() - upload_started)})
     )
+    store.put(endpoint, fn.urn, package.sha512, answer.digest)  # StateError: pushed, but not recorded
     return SyncResult(fn.name, "pushed", None, package, answer.digest, drift, _ms(clock() - started))
+
+
+def _refused(error: ApiError) -> bool:
+    """A definite refusal: a 4xx answer, except 408 (the service may have gone on with the request)."""
+    return error.status is not None and 400 <= error.status < 500 and error.status != 408
 
 
 def _ms(seconds: float) -> int:

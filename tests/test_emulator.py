@@ -384,6 +384,34 @@ def test_dropped_connection_gets_no_answer() -> None:
     assert emu.calls("show_code") == 2 and emu.calls("iam_token") == 1
 
 
+def test_drop_after_applies_the_update_and_then_drops_the_answer() -> None:
+    emu = make_emulator()
+    emu.create_function("hello")
+    data = zip_bytes({"index.py": HELLO})
+    emu.inject("update_code", drop_after=True)
+    with serve(emu) as server, httpx.Client(base_url=server.url, headers={"X-Auth-Token": TOKEN}) as client:
+        with pytest.raises(httpx.RemoteProtocolError):
+            client.put(f"{BASE}/hello/code", json=code_body(data))
+        # The service applied it: the client just never heard.
+        assert emu.uploads("hello") == 1 and emu.function("hello").digest == hashlib.sha512(data).hexdigest()
+        assert client.get(f"{BASE}/hello/code").json()["digest"] == hashlib.sha512(data).hexdigest()
+        # Over the control API too, for tests that run `fgsync emulator` as a subprocess.
+        answer = client.post("/_emulator/faults", json={"route": "update_code", "drop_after": True, "times": 1})
+        assert answer.status_code == 201 and answer.json()["faults"]["update_code"] == 1
+        other = zip_bytes({"index.py": HELLO + "# v2\n"})
+        with pytest.raises(httpx.RemoteProtocolError):
+            client.put(f"{BASE}/hello/code", json=code_body(other))
+        assert emu.uploads("hello") == 2 and emu.function("hello").digest == hashlib.sha512(other).hexdigest()
+        assert client.put(f"{BASE}/hello/code", json=code_body(data)).status_code == 200
+    emu.inject("update_code", drop_after=True)
+    inproc = httpx.Client(transport=httpx.WSGITransport(app=emu.wsgi_app), base_url="http://x")
+    with pytest.raises(DroppedConnection):
+        inproc.put(f"{BASE}/hello/code", json=code_body(other), headers={"X-Auth-Token": TOKEN})
+    assert emu.uploads("hello") == 4
+    with pytest.raises(ValueError, match="drop_after"):
+        emu.inject("update_code", drop_after=True, status=503)
+
+
 def test_inject_rejects_nonsense() -> None:
     emu = make_emulator()
     with pytest.raises(ValueError, match="unknown route"):

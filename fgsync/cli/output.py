@@ -83,6 +83,8 @@ def render_human(event: Event) -> str:
         if log:
             text += "\n" + "\n".join("    | " + line for line in log.splitlines()[-15:])
         return text
+    if event.event == "waiting":
+        return str(f["message"])
     if event.event == "error":
         text = f"error {f['code']}: {f['message']}"
         if f.get("retry_in_ms") is not None:
@@ -104,8 +106,6 @@ def render_human(event: Event) -> str:
         if f.get("last_modified"):
             details.append(f"modified {f['last_modified']}")
         return text + ("  " + "  ".join(details) if details else "")
-    if event.event == "waiting":
-        return str(f["message"])
     if event.event == "stopped":
         pending = f.get("pending") or []
         return f"stopped; changes not pushed: {', '.join(pending)}" if pending else "stopped"

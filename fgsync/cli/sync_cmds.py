@@ -21,7 +21,7 @@ from fgsync.errors import (
 )
 from fgsync.events import Event, error_event
 from fgsync.remote import FunctionGraphClient
-from fgsync.sync import build_and_package, decide_state, package_function, sync_function
+from fgsync.sync import build_and_package, decide_state, package_function, recorded_push, sync_function
 
 
 @click.command("package")
@@ -135,8 +135,8 @@ def _each_function(
 
 def _status_one(app: AppContext, config: Config, fn: FunctionConfig, client: FunctionGraphClient) -> None:
     package = package_function(fn)
-    record = app.store.get(config.endpoint, fn.urn)
     remote = client.show_config(fn.urn)
+    record = recorded_push(app.store, config.endpoint, fn.urn, remote.digest)
     state = decide_state(package.sha512, record, remote.digest)
     app.reporter.emit(
         Event(

@@ -216,6 +216,7 @@ def watch_command(
     app = app_context()
     config = app.load_config()
     functions = select_functions(config, names)
+    click.get_current_context().with_resource(app.store.locks.watch(config.path))  # LockedError: one watch only
     state = WatchState(config)
 
     def stamp() -> str:

@@ -7,6 +7,7 @@ authenticate → project check → handle. Answers carry ``X-Request-Id``; error
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -176,16 +177,19 @@ class Emulator:
         delay: float = 0.0,
         drop: bool = False,
         times: int = 1,
+        drop_after: bool = False,
     ) -> None:
         """Make the next ``times`` calls of ``route`` fail (negative ``times``: until :meth:`clear_faults`).
 
         A fault waits ``delay`` seconds, then drops the connection (``drop``), answers the error
         (``status``/``code``/``message``; code defaults to ``FSS.0<status>``), or lets the call through.
+        ``drop_after`` lets the call through (an update is applied and counted) and then drops the connection
+        instead of answering: the client cannot tell whether it worked.
         """
-        self.faults.add(
-            route,
-            make_fault(route, status=status, code=code, message=message, delay=delay, drop=drop, times=times),
+        fault = make_fault(
+            route, status=status, code=code, message=message, delay=delay, drop=drop, times=times, drop_after=drop_after
         )
+        self.faults.add(route, fault)
 
     def clear_faults(self) -> None:
         """Forget every injected fault."""
@@ -349,6 +353,14 @@ class Emulator:
                 raise EmulatorError(*error)
         if body_error is not None:
             raise body_error
+        if fault is None or not fault.drop_after:
+            return self._handle(route, params, environ, body, request_id)
+        # Whatever the answer (an error too), the client never gets it.
+        with contextlib.suppress(EmulatorError):
+            self._handle(route, params, environ, body, request_id)
+        raise DroppedConnection(f"injected fault: connection dropped after {route} was handled")
+
+    def _handle(self, route: str, params: dict[str, str], environ: WsgiEnviron, body: bytes, request_id: str) -> Answer:
         if route == "iam_token":
             return api_functions.iam_token(self, body)
         check_request(environ, body, tokens=self.tokens, ak=self._ak, sk=self._sk, now=self.clock())

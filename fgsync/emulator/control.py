@@ -4,7 +4,7 @@
 method   path                             what it does
 =======  ===============================  ===================================================================
 POST     /_emulator/faults                inject a fault: JSON {route, status, code, message, delay_ms, drop,
-                                          times}
+                                          drop_after, times}
 DELETE   /_emulator/faults                clear every fault
 GET      /_emulator/stats                 calls per route, uploads per function URN, functions, pending faults
 POST     /_emulator/expire-tokens         every token issued so far (and the start-up token) answers 401
@@ -35,7 +35,7 @@ _DEPENDENCY_FILE = re.compile(r"^/_emulator/dependency-files/(?P<id>[^/]+)\.zip$
 
 def _fault_args(body: Mapping[str, Any]) -> dict[str, Any]:
     """Keyword arguments for ``Emulator.inject`` from the JSON body (400 on wrong types)."""
-    unknown = sorted(set(body) - {"route", "status", "code", "message", "delay_ms", "drop", "times"})
+    unknown = sorted(set(body) - {"route", "status", "code", "message", "delay_ms", "drop", "drop_after", "times"})
     if unknown:
         raise EmulatorError(400, "FSS.0400", f"unknown fault fields: {', '.join(unknown)}")
     checks: dict[str, tuple[type, ...]] = {
@@ -44,6 +44,7 @@ def _fault_args(body: Mapping[str, Any]) -> dict[str, Any]:
         "message": (str,),
         "delay_ms": (int, float),
         "drop": (bool,),
+        "drop_after": (bool,),
         "times": (int,),
     }
     for key, types in checks.items():
@@ -56,6 +57,7 @@ def _fault_args(body: Mapping[str, Any]) -> dict[str, Any]:
         "message": body.get("message"),
         "delay": float(body.get("delay_ms") or 0) / 1000.0,
         "drop": bool(body.get("drop", False)),
+        "drop_after": bool(body.get("drop_after", False)),
         "times": int(body.get("times", 1)),
     }
 

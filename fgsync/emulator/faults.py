@@ -1,4 +1,5 @@
-"""Injected faults: the next N calls of a route get an error answer, latency, or a dropped connection."""
+"""Injected faults: the next N calls of a route get an error answer, latency, or a dropped connection (before
+the call is handled, or after it was applied: the client never learns that it worked)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ class Fault:
     delay: float
     drop: bool
     remaining: int
+    #: Handle the call (an update is applied), then drop the connection instead of answering.
+    drop_after: bool = False
 
     def error(self) -> Optional[tuple[int, str, str]]:
         """The error answer (status, code, message), or None when the fault only delays or drops."""
@@ -64,12 +67,13 @@ def make_fault(
     delay: float = 0.0,
     drop: bool = False,
     times: int = 1,
+    drop_after: bool = False,
 ) -> Fault:
     """Validate the arguments of ``Emulator.inject`` and build the fault.
 
     Raises:
-        ValueError: unknown route, a status outside 400-599, a negative delay, ``times == 0`` or a fault
-            that would do nothing.
+        ValueError: unknown route, a status outside 400-599, a negative delay, ``times == 0``, a fault
+            that would do nothing, or ``drop_after`` with ``drop`` or an error answer.
     """
     if route not in ROUTES:
         raise ValueError(f"unknown route {route!r}; one of: {', '.join(ROUTES)}")
@@ -79,9 +83,19 @@ def make_fault(
         raise ValueError("delay must be >= 0")
     if times == 0:
         raise ValueError("times must be positive, or negative for 'until cleared'")
-    if status is None and code is None and not drop and delay == 0:
-        raise ValueError("the fault does nothing: give status/code, delay or drop")
-    return Fault(status=status, code=code, message=message, delay=float(delay), drop=drop, remaining=times)
+    if drop_after and (drop or status is not None or code is not None):
+        raise ValueError("drop_after lets the call through, then drops the answer: not with drop or status/code")
+    if status is None and code is None and not drop and not drop_after and delay == 0:
+        raise ValueError("the fault does nothing: give status/code, delay, drop or drop_after")
+    return Fault(
+        status=status,
+        code=code,
+        message=message,
+        delay=float(delay),
+        drop=drop,
+        remaining=times,
+        drop_after=drop_after,
+    )
 
 
 class FaultBook:

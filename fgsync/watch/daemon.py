@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Union
 
 from fgsync.errors import FgsyncError
-from fgsync.events import Emit, Event, change_event, error_event
+from fgsync.events import WAIT_IN_FLIGHT, Emit, Event, change_event, error_event
 from fgsync.watch.changes import watch_changes
 from fgsync.watch.filter import Change, WatchTarget
 from fgsync.watch.gitlock import git_lock_held
@@ -404,7 +404,7 @@ class Daemon:
         for name, phase in due:
             waited = now - phase.since
             message = f"the upload of {name} is still in flight after {waited:.0f} s (waiting for the service)"
-            self.emit(Event("waiting", name, {"reason": "in-flight", "message": message}))
+            self.emit(Event("waiting", name, {"reason": WAIT_IN_FLIGHT, "message": message}))
 
     def in_flight(self) -> list[tuple[str, str]]:
         """``(function, phase)`` for every sync running now; phase is ``build``, ``package`` or ``upload``."""
@@ -415,4 +415,4 @@ class Daemon:
         """Right after a stop: what is still running, and how to abort it."""
         for name, phase in self.in_flight():
             message = f"waiting for {_PHASE_WORDS.get(phase, 'the sync')} of {name}; Ctrl+C again to abort"
-            self.emit(Event("waiting", name, {"reason": "in-flight", "message": message}))
+            self.emit(Event("waiting", name, {"reason": WAIT_IN_FLIGHT, "message": message}))

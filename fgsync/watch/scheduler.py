@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from fgsync.errors import AuthApiError, BuildError, CredentialsError, FgsyncError
-from fgsync.events import Event, error_event
+from fgsync.events import WAIT_GIT_LOCK, Event, error_event
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ class Scheduler:
                 f"waiting for git: {where} exists (for {_seconds(max(waited, age or 0.0))}); changes are pushed "
                 "once it is gone. If no git command is running, a crashed one left it: remove it"
             )
-            fields = {"reason": "git-lock", "message": message, "path": where, "age_s": round(age or waited, 1)}
+            fields = {"reason": WAIT_GIT_LOCK, "message": message, "path": where, "age_s": round(age or waited, 1)}
             events.append(Event("waiting", name, fields))
         return events
 

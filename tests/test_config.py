@@ -654,3 +654,27 @@ def test_example_file_mirrors_the_spec_defaults(tmp_path: Path) -> None:
 def test_plain_http_is_for_loopback_emulators_only(project: Path, url: str) -> None:
     config = load_config(write(project, HEADER + f'endpoint = "{url}"\niam_endpoint = "{url}"\n' + HELLO))
     assert config.endpoint == config.iam_endpoint == url
+
+
+# --- files that used to crash the loader (issue 9, item 12) ------------------------------------------------
+
+
+def test_a_value_nested_too_deeply_is_a_config_error_not_a_traceback(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fgsync.cli import main
+
+    write(project, HEADER + "a = " + "[" * 100_000 + "\n" + HELLO)
+    assert main(["package"]) == EXIT_USAGE
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        "Error: fgsync.toml: a value is nested too deeply (arrays or inline tables inside each other hundreds of "
+        "levels deep); no key of fgsync.toml takes more than one level\n"
+    )
+    assert "Traceback" not in err
+
+
+def test_a_deep_value_that_parses_is_shown_shortened(project: Path) -> None:
+    message = problems(project, HEADER.replace('"cn-north-4"', "[" * 300 + "]" * 300) + HELLO)
+    assert message.startswith("fgsync.toml: region = [[[[[[[[[...]]]]]]]]]: must be a region id")

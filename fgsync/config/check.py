@@ -39,16 +39,22 @@ from fgsync.config.model import (
 )
 
 
-def _show(value: Any) -> str:
-    """A value as TOML would spell it, shortened so one bad line stays one line."""
-    if isinstance(value, bool):
+def _show(value: Any, depth: int = 0) -> str:
+    """A value as TOML would spell it, shortened so one bad line stays one line.
+
+    Nesting below a few levels shows as ``...``: the line is cut at 160 characters anyway, and a value nested
+    hundreds of levels deep (which tomllib still parses) must not exhaust the stack here.
+    """
+    if isinstance(value, (list, dict)) and depth >= 8:
+        text = "[...]" if isinstance(value, list) else "{...}"
+    elif isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, str):
         text = json.dumps(value, ensure_ascii=False)
     elif isinstance(value, list):
-        text = "[" + ", ".join(_show(item) for item in value) + "]"
+        text = "[" + ", ".join(_show(item, depth + 1) for item in value) + "]"
     elif isinstance(value, dict):
-        text = "{" + ", ".join(f"{k} = {_show(v)}" for k, v in value.items()) + "}"
+        text = "{" + ", ".join(f"{k} = {_show(v, depth + 1)}" for k, v in value.items()) + "}"
     else:
         text = str(value)
     return text if len(text) <= 160 else text[:157] + "..."

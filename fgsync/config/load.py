@@ -115,6 +115,13 @@ def load_config(path: Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{shown}: {_syntax_error(str(exc), text)}", path=str(path)) from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively and has no depth limit of its own.
+        raise ConfigError(
+            f"{shown}: a value is nested too deeply (arrays or inline tables inside each other hundreds of levels "
+            f"deep); no key of {CONFIG_FILENAME} takes more than one level",
+            path=str(path),
+        ) from None
     checker = _Checker(shown, path.parent)
     config = checker.config(path, data)
     if checker.problems:

@@ -1,7 +1,7 @@
 """Talking to the cloud (the face the rest of fgsync imports): the FunctionGraph client over httpx, its typed
 errors and its retry policy.
 
-Modules: ``client`` (the calls, the error mapping, the retries).
+Modules: ``client`` (the calls, the retries), ``errors`` (answers and transport failures -> typed errors).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from fgsync.remote.client import (
     RemoteCode,
     RemoteConfig,
     RetryPolicy,
-    error_from_response,
 )
+from fgsync.remote.errors import error_from_response
 
 __all__ = [
     "FunctionGraphClient",

@@ -12,7 +12,7 @@ The tree::
      ├── CredentialsError            exit 3, code "auth"      no credentials, keyring unusable, login failed
      │    └── KeyringError           exit 3, code "auth"      the OS keyring is absent, locked or timed out
      └── ApiError                    exit 1, code = the service code (FSS.1051 …)
-          ├── NetworkError           exit 1, code "network"   connect/read failures; retryable
+          ├── NetworkError           exit 1, code "network"   connect/read failures; retryable, except TLS verification
           ├── TransientApiError      exit 1                   408, 429, 5xx; retryable
           └── AuthApiError           exit 3                   401: token missing, wrong or expired, bad signature
 
@@ -147,10 +147,14 @@ class ApiError(FgsyncError):
 
 
 class NetworkError(ApiError):
-    """No answer: connection refused or dropped, read timeout, TLS failure."""
+    """No complete answer: connection refused or dropped, timeouts, TLS failure.
 
-    def __init__(self, error_msg: str) -> None:
-        super().__init__(error_msg, code="network", retryable=True)
+    Retryable, except where another try cannot help (a certificate that does not verify, a server that does
+    not speak TLS): those fail at once and say what to fix.
+    """
+
+    def __init__(self, error_msg: str, *, retryable: bool = True) -> None:
+        super().__init__(error_msg, code="network", retryable=retryable)
 
 
 class TransientApiError(ApiError):

@@ -16,6 +16,7 @@ from typing import Optional, Union
 import httpx
 
 from fgsync.errors import CredentialsError, NetworkError, TransientApiError
+from fgsync.remote.errors import network_error
 
 __all__ = [
     "IssuedToken",
@@ -183,7 +184,7 @@ def login_with_password(
     Raises:
         CredentialsError: IAM refused the login (wrong user, account or password; no access to the project).
         TransientApiError: IAM answered 429 or 5xx (retryable).
-        NetworkError: IAM could not be reached.
+        NetworkError: IAM could not be reached (retryable unless TLS verification failed).
     """
     url = iam_endpoint.rstrip("/") + "/v3/auth/tokens"
     body = {
@@ -200,8 +201,11 @@ def login_with_password(
     try:
         with httpx.Client(transport=transport, verify=ssl_verify(verify), timeout=timeout) as client:
             response = client.post(url, json=body)
-    except httpx.HTTPError as error:
-        raise NetworkError(f"cannot reach IAM at {iam_endpoint}: {type(error).__name__}: {error}") from None
+    except httpx.TransportError as error:
+        failure = network_error(error, httpx.URL(url), endpoint_key="iam_endpoint")
+        raise NetworkError(f"IAM login: {failure.error_msg}", retryable=failure.retryable) from None
+    except httpx.HTTPError as error:  # not a transport failure (a bad URL): nothing secret in it
+        raise NetworkError(f"IAM login at {iam_endpoint}: {type(error).__name__}: {error}") from None
     if response.status_code in (200, 201):
         token = response.headers.get("X-Subject-Token", "").strip()
         if not token:

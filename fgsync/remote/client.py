@@ -2,8 +2,8 @@
 
 The client takes plain values (endpoint, project id, an ``httpx.Auth``) and never reads the config. Every answer
 that is not a success becomes an :class:`~fgsync.errors.ApiError` carrying the HTTP status, the service's code and
-message, and the request id (:mod:`fgsync.remote.errors`). Connection and read failures, 408, 429 and 5xx are
-retried with capped exponential backoff and full jitter; other 4xx are not.
+message, and the request id (:mod:`fgsync.remote.errors`). Network failures (but not TLS verification), 408, 429
+and 5xx are retried with capped exponential backoff and full jitter; other 4xx are not.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from urllib.parse import quote
 import httpx
 
 from fgsync.errors import ApiError, NetworkError, TransientApiError
-from fgsync.remote.errors import describe_transport_error, error_from_response
+from fgsync.remote.errors import error_from_response, network_error
 
 log = logging.getLogger(__name__)
 
@@ -147,11 +147,11 @@ class FunctionGraphClient:
 
     def show_code(self, urn: str) -> RemoteCode:
         """ShowFunctionCode: the function's current code fingerprint (``digest``) and dependencies."""
-        return _remote_code(_json_body(self._call("GET", self._function_url(urn, "code"))))
+        return _remote_code(_json_body(self._call("ShowFunctionCode", "GET", self._function_url(urn, "code"))))
 
     def show_config(self, urn: str) -> RemoteConfig:
         """ShowFunctionConfig: runtime, handler, memory, timeout, code size and digest."""
-        data = _json_body(self._call("GET", self._function_url(urn, "config")))
+        data = _json_body(self._call("ShowFunctionConfig", "GET", self._function_url(urn, "config")))
         return RemoteConfig(
             urn=str(data.get("func_urn") or urn),
             name=str(data.get("func_name") or ""),
@@ -194,14 +194,16 @@ class FunctionGraphClient:
         if kms_key_id:
             body["code_encrypt_kms_key_id"] = kms_key_id
         payload = json.dumps(body, separators=(",", ":")).encode("ascii")
-        response = self._call("PUT", self._function_url(urn, "code"), body=payload, progress=progress)
+        url = self._function_url(urn, "code")
+        response = self._call("UpdateFunctionCode", "PUT", url, body=payload, progress=progress)
         return _remote_code(_json_body(response))
 
     def invoke(self, urn: str, event: bytes) -> Invocation:
         """Sync InvokeFunction with the v1 answer and the log tail. Not retried: a handler may have effects."""
         started = time.monotonic()
         headers = {"X-Cff-Log-Type": "tail", "X-CFF-Request-Version": "v1"}
-        response = self._call("POST", self._function_url(urn, "invocations"), body=event, headers=headers, retries=0)
+        url = self._function_url(urn, "invocations")
+        response = self._call("InvokeFunction", "POST", url, body=event, headers=headers, retries=0)
         ms = int((time.monotonic() - started) * 1000)
         data = _json_body(response)
         try:
@@ -222,6 +224,7 @@ class FunctionGraphClient:
 
     def _call(
         self,
+        call: str,
         method: str,
         url: str,
         *,
@@ -235,11 +238,12 @@ class FunctionGraphClient:
             try:
                 return self._once(method, url, body=body, headers=headers, progress=progress)
             except (NetworkError, TransientApiError) as error:
-                if attempt + 1 >= attempts:
+                if not error.retryable or attempt + 1 >= attempts:
                     raise
                 wait = error.retry_after
                 delay = min(self._retry.cap, wait) if wait is not None else self._retry.delay(attempt, self._rng)
-                log.info("%s %s failed (%s); retry %d in %.2f s", method, _path(url), error, attempt + 1, delay)
+                # The call's name, not its path: the URN-laden path is noise, and the message names the host.
+                log.info("%s: %s; retry %d of %d in %.1f s", call, error, attempt + 1, attempts - 1, delay)
                 self._sleep(delay)
         raise AssertionError("unreachable")
 
@@ -261,7 +265,7 @@ class FunctionGraphClient:
         try:
             response = self._http.request(method, url, content=content, headers=request_headers)
         except httpx.TransportError as error:
-            raise NetworkError(f"{method} {_path(url)}: {describe_transport_error(error)}") from None
+            raise network_error(error, httpx.URL(url)) from None
         if response.is_success:
             return response
         raise error_from_response(response)
@@ -319,10 +323,6 @@ def _int(value: Any) -> int:
         return int(value)
     except (TypeError, ValueError):
         return 0
-
-
-def _path(url: str) -> str:
-    return httpx.URL(url).path
 
 
 def _user_agent() -> str:

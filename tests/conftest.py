@@ -178,7 +178,8 @@ Answer = Callable[[socket.socket, bytes, "RawServer"], None]
 class RawServer:
     """A loopback TCP server whose behaviour is a test's own function: for servers that misbehave on purpose.
 
-    Each connection runs in a thread: the request (head and Content-Length body) is read, then
+    Each connection runs in a thread: the request (head and Content-Length body) is read (unless
+    ``read_request=False``: a server that never reads what it is sent), then
     ``answer(conn, request, server)`` writes whatever it likes and the connection is closed. ``stop`` is set
     at close, so an answer that trickles forever (``while not server.stop.wait(0.05)``) ends with the test.
 
@@ -188,9 +189,10 @@ class RawServer:
         requests: the raw requests read.
     """
 
-    def __init__(self, answer: Answer, *, tls: Optional[ssl.SSLContext] = None) -> None:
+    def __init__(self, answer: Answer, *, tls: Optional[ssl.SSLContext] = None, read_request: bool = True) -> None:
         self._answer = answer
         self._tls = tls
+        self._read_request = read_request
         self._sock = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._sock.getsockname()[1])
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
@@ -217,7 +219,7 @@ class RawServer:
             conn.settimeout(10)
             if self._tls is not None:
                 conn = self._tls.wrap_socket(conn, server_side=True)
-            request = _read_request(conn)
+            request = _read_request(conn) if self._read_request else b""
             self.requests.append(request)
             self._answer(conn, request, self)
         except OSError:  # the client gave up (or refused the certificate): that is the point of most tests
@@ -262,11 +264,11 @@ def http_answer(status: str, body: bytes = b"", headers: Mapping[str, str] = {})
 
 @pytest.fixture
 def raw_server() -> Iterator[Callable[..., RawServer]]:
-    """Factory: raw_server(answer, tls=None) -> a running RawServer, closed after the test."""
+    """Factory: raw_server(answer, tls=None, read_request=True) -> a running RawServer, closed after the test."""
     servers: list[RawServer] = []
 
-    def start(answer: Answer, *, tls: Optional[ssl.SSLContext] = None) -> RawServer:
-        server = RawServer(answer, tls=tls)
+    def start(answer: Answer, *, tls: Optional[ssl.SSLContext] = None, read_request: bool = True) -> RawServer:
+        server = RawServer(answer, tls=tls, read_request=read_request)
         servers.append(server)
         return server
 

@@ -16,6 +16,7 @@ from typing import Optional, Union
 import httpx
 
 from fgsync.errors import CredentialsError, NetworkError, TransientApiError
+from fgsync.remote.deadline import Deadline, install_deadlines, request_budget, request_deadline
 from fgsync.remote.errors import network_error
 
 __all__ = [
@@ -177,14 +178,18 @@ def login_with_password(
     password: str,
     transport: Optional[httpx.BaseTransport] = None,
     verify: Union[bool, str, ssl.SSLContext] = True,
-    timeout: float = 30.0,
+    timeout: float = 60.0,
 ) -> IssuedToken:
     """Get a project-scoped IAM token with a user name, account (domain) name and password.
+
+    ``timeout`` is ``request_timeout_s``: the login must be answered, to the last byte, within it (the same
+    overall deadline as every FunctionGraph request).
 
     Raises:
         CredentialsError: IAM refused the login (wrong user, account or password; no access to the project).
         TransientApiError: IAM answered 429 or 5xx (retryable).
-        NetworkError: IAM could not be reached (retryable unless TLS verification failed).
+        NetworkError: IAM could not be reached, or gave no complete answer in time (retryable unless TLS
+            verification failed).
     """
     url = iam_endpoint.rstrip("/") + "/v3/auth/tokens"
     body = {
@@ -198,11 +203,18 @@ def login_with_password(
     }
     who = f"user {user!r} of account {domain!r}"
     _redact_http_traces()
+    budget = request_budget(timeout, 512)  # the body is a few hundred bytes
+    limit: Optional[Deadline] = None
     try:
-        with httpx.Client(transport=transport, verify=ssl_verify(verify), timeout=timeout) as client:
-            response = client.post(url, json=body)
+        settings = httpx.Timeout(budget, connect=min(10.0, budget))
+        with httpx.Client(transport=transport, verify=ssl_verify(verify), timeout=settings) as client:
+            install_deadlines(client)
+            with request_deadline(budget) as limit:
+                response = client.post(url, json=body)
     except httpx.TransportError as error:
-        failure = network_error(error, httpx.URL(url), endpoint_key="iam_endpoint")
+        failure = network_error(
+            error, httpx.URL(url), budget=limit, request_timeout=timeout, endpoint_key="iam_endpoint"
+        )
         raise NetworkError(f"IAM login: {failure.error_msg}", retryable=failure.retryable) from None
     except httpx.HTTPError as error:  # not a transport failure (a bad URL): nothing secret in it
         raise NetworkError(f"IAM login at {iam_endpoint}: {type(error).__name__}: {error}") from None

@@ -89,6 +89,7 @@ class AppContext:
             domain=config.auth.domain,
             env=os.environ,
             verify=self.verify(config),
+            request_timeout=config.request_timeout_s,
         )
 
     def make_client(self, config: Config, credentials: Optional[Credentials] = None) -> FunctionGraphClient:
@@ -101,6 +102,7 @@ class AppContext:
             config.project_id,
             auth=creds.auth(),
             verify=self.verify(config),
+            timeout=config.request_timeout_s,
         )
 
 

@@ -2,7 +2,8 @@
 
 The client takes plain values (endpoint, project id, an ``httpx.Auth``) and never reads the config. Every answer
 that is not a success becomes an :class:`~fgsync.errors.ApiError` carrying the HTTP status, the service's code and
-message, and the request id (:mod:`fgsync.remote.errors`). Network failures (but not TLS verification), 408, 429
+message, and the request id (:mod:`fgsync.remote.errors`). Every request has an overall deadline
+(:mod:`fgsync.remote.deadline`). Network failures (but not TLS verification), 408, 429
 and 5xx are retried with capped exponential backoff and full jitter; other 4xx are not.
 """
 
@@ -22,11 +23,14 @@ from urllib.parse import quote
 import httpx
 
 from fgsync.errors import ApiError, NetworkError, TransientApiError
+from fgsync.remote.deadline import install_deadlines, request_budget, request_deadline
 from fgsync.remote.errors import error_from_response, network_error
 
 log = logging.getLogger(__name__)
 
 ProgressHook = Callable[[int, int], None]
+#: The longest wait for a TCP connection, when the request's budget is longer.
+_CONNECT_TIMEOUT = 10.0
 Verify = Union[ssl.SSLContext, bool]
 
 _UPLOAD_CHUNK = 256 * 1024
@@ -104,6 +108,8 @@ class FunctionGraphClient:
         transport: an httpx transport, e.g. ``httpx.WSGITransport(app=...)`` in tests.
         retry: the retry policy for transient failures.
         sleep: how to wait between retries (tests pass a fake).
+        timeout: ``request_timeout_s``: the longest one request may take, connect to the last byte of the
+            answer, plus the time its body needs at 100 KB/s; then it fails as a retryable NetworkError.
     """
 
     def __init__(
@@ -124,13 +130,15 @@ class FunctionGraphClient:
         self._retry = retry
         self._sleep = sleep
         self._rng = rng
+        self._timeout = timeout
         self._http = httpx.Client(
             auth=auth,
             verify=verify,
             transport=transport,
-            timeout=httpx.Timeout(timeout, connect=10.0),
+            timeout=httpx.Timeout(timeout, connect=min(_CONNECT_TIMEOUT, timeout)),
             headers={"User-Agent": _user_agent()},
         )
+        install_deadlines(self._http)
 
     def close(self) -> None:
         self._http.close()
@@ -262,10 +270,13 @@ class FunctionGraphClient:
         if body is not None and progress is not None:
             request_headers["Content-Length"] = str(len(body))
             content = _ProgressBody(body, progress)
-        try:
-            response = self._http.request(method, url, content=content, headers=request_headers)
-        except httpx.TransportError as error:
-            raise network_error(error, httpx.URL(url)) from None
+        budget = request_budget(self._timeout, len(body or b""))
+        timeout = httpx.Timeout(budget, connect=min(_CONNECT_TIMEOUT, budget))
+        with request_deadline(budget) as limit:
+            try:
+                response = self._http.request(method, url, content=content, headers=request_headers, timeout=timeout)
+            except httpx.TransportError as error:
+                raise network_error(error, httpx.URL(url), budget=limit, request_timeout=self._timeout) from None
         if response.is_success:
             return response
         raise error_from_response(response)

@@ -1,7 +1,8 @@
 """What went wrong on the wire, as the error a user reads: answers that are not a success, and requests that
 got no complete answer.
 
-Every network error names the host and port fgsync was talking to; a TLS verification failure is not retried
+Every network error names the host and port fgsync was talking to (and a request that outlived its deadline,
+the budget it had); a TLS verification failure is not retried
 and points at ``ca_bundle``. The config key to check is a parameter (``endpoint`` for FunctionGraph,
 ``iam_endpoint`` for IAM): this module, like the client, never reads the config.
 """
@@ -16,6 +17,7 @@ from typing import Any, Optional
 import httpx
 
 from fgsync.errors import ApiError, AuthApiError, NetworkError, TransientApiError
+from fgsync.remote.deadline import Deadline
 
 _TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _ERRNO_PREFIX = re.compile(r"^\[Errno -?\d+\]\s*")
@@ -39,6 +41,8 @@ def network_error(
     error: httpx.TransportError,
     url: httpx.URL,
     *,
+    budget: Optional[Deadline] = None,
+    request_timeout: Optional[float] = None,
     endpoint_key: str = "endpoint",
 ) -> NetworkError:
     """The NetworkError for a request that got no complete answer; retryable unless retrying cannot help.
@@ -46,9 +50,14 @@ def network_error(
     Args:
         error: what httpx raised.
         url: the request's URL (its host and port are named).
+        budget: the request's deadline, when it had one: a timeout at the deadline says so.
+        request_timeout: ``request_timeout_s``, to explain the budget.
         endpoint_key: the config key that names this host.
     """
     where = host_port(url)
+    if isinstance(error, httpx.TimeoutException) and budget is not None and budget.expired():
+        within = f"{_seconds(budget.seconds)} s{_budget_note(budget, request_timeout)}"
+        return NetworkError(f"no complete answer from {where} within {within}")
     causes = list(_causes(error))
     for cause in causes:
         if isinstance(cause, ssl.SSLCertVerificationError):
@@ -116,6 +125,20 @@ def _verify_failed(where: str, error: ssl.SSLCertVerificationError, endpoint_key
             f"or {fix}"
         )
     return f"cannot verify the TLS certificate of {where} ({words}); {fix}"
+
+
+def _seconds(value: float) -> str:
+    """``0.5``, ``60``, ``161.2``: one decimal at most."""
+    return f"{value:.1f}".rstrip("0").rstrip(".")
+
+
+def _budget_note(budget: Deadline, request_timeout: Optional[float]) -> str:
+    if request_timeout is None:
+        return ""
+    extra = budget.seconds - request_timeout
+    if extra < 0.05:
+        return " (request_timeout_s in fgsync.toml)"
+    return f" (request_timeout_s = {request_timeout:g}, plus {_seconds(extra)} s for the request body at 100 KB/s)"
 
 
 # -- an answer that is not a success ---------------------------------------------------------------------------

@@ -3,17 +3,35 @@ answer HTML pages or half answers. Every message names the host and port, and sa
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import socket
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from conftest import HELLO_PY, PROJECT_ID, SECRETS, TOKEN, make_tree, write_config
+from conftest import (
+    AK,
+    DOMAIN,
+    HELLO_PY,
+    PASSWORD,
+    PROJECT_ID,
+    REGION,
+    SECRETS,
+    SK,
+    TOKEN,
+    USER,
+    http_answer,
+    make_tree,
+    write_config,
+)
 
 from fgsync.cli import main
+from fgsync.emulator import Emulator, serve
 from fgsync.errors import NetworkError
 from fgsync.remote import FunctionGraphClient, RetryPolicy
 
@@ -119,3 +137,146 @@ def test_verbose_retry_lines_name_the_call_once(
             line,
         ), line
         assert "/v2/" not in line
+
+
+# -- answers that are not FunctionGraph's (item 14 b, c) --------------------------------------------------------
+
+NGINX_502 = (
+    b"<!DOCTYPE html>\r\n<html>\r\n<head><title>502 Bad Gateway</title>\r\n<style>body{font:1em sans-serif}</style>"
+    b"</head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.25.3</center>\r\n"
+    + b"<!-- a padding comment to make the page long enough to hurt -->\r\n" * 40
+    + b"</body>\r\n</html>\r\n"
+)
+
+
+def answering(raw: bytes) -> Any:
+    def answer(conn: socket.socket, _request: bytes, _server: Any) -> None:
+        conn.sendall(raw)
+
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("location", "shown"),
+    [
+        ("https://login.example/sso?next=%2Fv2", "https://login.example/sso?next=%2Fv2"),
+        ("/moved/v2", "http://127.0.0.1:{port}/moved/v2"),
+    ],
+)
+def test_a_redirect_shows_its_location_and_that_fgsync_does_not_follow_it(
+    project: Path, raw_server: Any, retry_sleeps: list[float], capsys: pytest.CaptureFixture[str], location: str,
+    shown: str,
+) -> None:  # fmt: skip
+    server = raw_server(answering(http_answer("302 Found", headers={"Location": location})))
+    write_config(project, endpoint=server.url)
+    code, _out, err = fgsync(capsys, "push")
+    assert code == 1
+    assert (
+        f"hello  error HTTP.302: 127.0.0.1:{server.port} redirected the request to {shown.format(port=server.port)}; "
+        "fgsync does not follow redirects; check `endpoint` in fgsync.toml (HTTP 302)\n"
+    ) in err
+    assert server.connections == 1 and retry_sleeps == []
+
+
+def test_an_html_error_page_is_summarised_by_its_title(
+    project: Path, raw_server: Any, retry_sleeps: list[float], capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = http_answer("502 Bad Gateway", NGINX_502, headers={"Content-Type": "text/html"})
+    server = raw_server(answering(page))
+    write_config(project, endpoint=server.url)
+    code, out, err = fgsync(capsys, "push", "--json")
+    assert code == 1
+    (error,) = errors(out)
+    assert error["code"] == "HTTP.502" and error["retryable"] is True  # a 5xx: retried, then reported
+    assert error["message"] == (
+        f'an HTML page ("502 Bad Gateway") instead of a FunctionGraph answer: a proxy or gateway answered for '
+        f"127.0.0.1:{server.port} (HTTP 502)"
+    )
+    assert "<" not in out + err and "nginx" not in out + err and "padding" not in out + err
+    assert len(retry_sleeps) == 4
+
+
+def test_an_html_page_answering_200_is_not_read_as_code(
+    project: Path, raw_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    portal = b"<html><head><title>Sign in to the guest Wi-Fi</title></head><body><form>...</form></body></html>"
+    server = raw_server(answering(http_answer("200 OK", portal, headers={"Content-Type": "text/html"})))
+    write_config(project, endpoint=server.url)
+    code, out, _err = fgsync(capsys, "push", "--json")
+    assert code == 1
+    (error,) = errors(out)
+    assert error["message"] == (
+        'ShowFunctionCode answered with an HTML page ("Sign in to the guest Wi-Fi") instead of a FunctionGraph '
+        f"answer: a proxy or gateway answered for 127.0.0.1:{server.port} (HTTP 200)"
+    )
+    assert error["retryable"] is False and not [e for e in map(json.loads, out.splitlines()) if e["event"] == "pushed"]
+
+
+def test_login_redirected_names_iam_endpoint(
+    project: Path, raw_server: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = "https://iam.example/v3/auth/tokens"
+    server = raw_server(answering(http_answer("301 Moved Permanently", headers={"Location": target})))
+    write_config(project, endpoint=server.url)
+    monkeypatch.delenv("FGSYNC_TOKEN")
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    code, _out, err = fgsync(capsys, "login", "--user", USER, "--domain", DOMAIN, "--password-stdin")
+    assert code == 1
+    assert err == (
+        f"Error: HTTP.301: IAM login: 127.0.0.1:{server.port} redirected the request to {target}; fgsync does not "
+        "follow redirects; check `iam_endpoint` in fgsync.toml (HTTP 301)\n"
+    )
+
+
+# -- a clock-skew 401 says to fix the clock, not to log in (item 14 e) -------------------------------------------
+
+
+@pytest.fixture
+def fast_clock_emulator() -> Iterator[Any]:
+    """An emulator whose clock is 90 minutes ahead of this machine's, accepting the test AK/SK."""
+    emu = Emulator(project_id=PROJECT_ID, region=REGION, ak=AK, sk=SK, clock=lambda: time.time() + 90 * 60)
+    emu.create_function("hello")
+    with serve(emu, host="127.0.0.1", port=0) as server:
+        yield server
+
+
+def test_a_signature_refused_for_its_time_says_to_fix_the_clock(
+    project: Path, fast_clock_emulator: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FGSYNC_TOKEN")
+    monkeypatch.setenv("CLOUD_SDK_AK", AK)
+    monkeypatch.setenv("CLOUD_SDK_SK", SK)
+    write_config(project, endpoint=fast_clock_emulator.url)
+    code, _out, err = fgsync(capsys, "push")
+    assert code == 3
+    assert re.search(
+        r"hello  error APIGW\.0301: Incorrect IAM authentication information: X-Sdk-Date is more than 15 minutes "
+        r"away from the server's clock \(HTTP 401, request id [0-9a-f]+\); this machine's clock is 90 minutes "
+        r"behind the service's, and an AK/SK-signed request must be within 15 minutes of it: set the system clock "
+        r"right \(turn on automatic time / NTP\), then try again\n",
+        err,
+    ), err
+    assert "fgsync login" not in err
+    assert SK not in err
+
+
+def test_a_clock_skew_401_without_a_date_header_still_points_at_the_clock() -> None:
+    from fgsync.auth.signer import SdkHmacSigner
+    from fgsync.errors import ClockSkewError
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = {"error_code": "APIGW.0301", "error_msg": "Incorrect IAM authentication information: x-sdk-date expired"}
+        return httpx.Response(401, json=body)
+
+    client = FunctionGraphClient(
+        "https://fg.example", PROJECT_ID, auth=SdkHmacSigner(AK, SK, PROJECT_ID), transport=httpx.MockTransport(handler)
+    )
+    with pytest.raises(ClockSkewError) as caught:
+        client.show_code(URN)
+    assert caught.value.offset_s is None and caught.value.exit_code == 3
+    assert caught.value.message.endswith(
+        "; an AK/SK-signed request carries its time (X-Sdk-Date), which must be within 15 minutes of the service's "
+        "clock: check this machine's clock and time zone, set the system clock right (turn on automatic time / "
+        "NTP), then try again"
+    )
+    assert "fgsync login" not in caught.value.message

@@ -15,9 +15,9 @@ from typing import Optional, Union
 
 import httpx
 
-from fgsync.errors import CredentialsError, NetworkError, TransientApiError
+from fgsync.errors import ApiError, CredentialsError, NetworkError, TransientApiError
 from fgsync.remote.deadline import Deadline, install_deadlines, request_budget, request_deadline
-from fgsync.remote.errors import network_error
+from fgsync.remote.errors import html_summary, network_error, redirect_message
 
 __all__ = [
     "IssuedToken",
@@ -166,7 +166,8 @@ def _iam_error(response: httpx.Response) -> tuple[str, str]:
             message = str(inner.get("message") or inner.get("title") or "")
         code = str(body.get("error_code") or code)
         message = str(body.get("error_msg") or message)
-    return code, message or response.reason_phrase
+    # A proxy's HTML error page is summarised by its title, never pasted into the message.
+    return code, message or html_summary(response) or response.reason_phrase
 
 
 def login_with_password(
@@ -190,6 +191,7 @@ def login_with_password(
         TransientApiError: IAM answered 429 or 5xx (retryable).
         NetworkError: IAM could not be reached, or gave no complete answer in time (retryable unless TLS
             verification failed).
+        ApiError: IAM answered a redirect (fgsync does not follow it: ``iam_endpoint`` is wrong).
     """
     url = iam_endpoint.rstrip("/") + "/v3/auth/tokens"
     body = {
@@ -218,6 +220,12 @@ def login_with_password(
         raise NetworkError(f"IAM login: {failure.error_msg}", retryable=failure.retryable) from None
     except httpx.HTTPError as error:  # not a transport failure (a bad URL): nothing secret in it
         raise NetworkError(f"IAM login at {iam_endpoint}: {type(error).__name__}: {error}") from None
+    if 300 <= response.status_code < 400:
+        raise ApiError(
+            f"IAM login: {redirect_message(response, 'iam_endpoint')}",
+            status=response.status_code,
+            code=f"HTTP.{response.status_code}",
+        )
     if response.status_code in (200, 201):
         token = response.headers.get("X-Subject-Token", "").strip()
         if not token:

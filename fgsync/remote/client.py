@@ -2,7 +2,8 @@
 
 The client takes plain values (endpoint, project id, an ``httpx.Auth``) and never reads the config. Every answer
 that is not a success becomes an :class:`~fgsync.errors.ApiError` carrying the HTTP status, the service's code and
-message, and the request id (:mod:`fgsync.remote.errors`). Every request has an overall deadline
+message, and the request id; a redirect, a proxy's HTML page or a clock-skew 401 each say what to check
+(:mod:`fgsync.remote.errors`). Every request has an overall deadline
 (:mod:`fgsync.remote.deadline`). Network failures (but not TLS verification), 408, 429
 and 5xx are retried with capped exponential backoff and full jitter; other 4xx are not.
 """
@@ -24,7 +25,7 @@ import httpx
 
 from fgsync.errors import ApiError, NetworkError, TransientApiError
 from fgsync.remote.deadline import install_deadlines, request_budget, request_deadline
-from fgsync.remote.errors import error_from_response, network_error
+from fgsync.remote.errors import error_from_response, html_summary, network_error
 
 log = logging.getLogger(__name__)
 
@@ -155,11 +156,13 @@ class FunctionGraphClient:
 
     def show_code(self, urn: str) -> RemoteCode:
         """ShowFunctionCode: the function's current code fingerprint (``digest``) and dependencies."""
-        return _remote_code(_json_body(self._call("ShowFunctionCode", "GET", self._function_url(urn, "code"))))
+        response = self._call("ShowFunctionCode", "GET", self._function_url(urn, "code"))
+        return _remote_code(_json_body(response, "ShowFunctionCode"))
 
     def show_config(self, urn: str) -> RemoteConfig:
         """ShowFunctionConfig: runtime, handler, memory, timeout, code size and digest."""
-        data = _json_body(self._call("ShowFunctionConfig", "GET", self._function_url(urn, "config")))
+        response = self._call("ShowFunctionConfig", "GET", self._function_url(urn, "config"))
+        data = _json_body(response, "ShowFunctionConfig")
         return RemoteConfig(
             urn=str(data.get("func_urn") or urn),
             name=str(data.get("func_name") or ""),
@@ -204,7 +207,7 @@ class FunctionGraphClient:
         payload = json.dumps(body, separators=(",", ":")).encode("ascii")
         url = self._function_url(urn, "code")
         response = self._call("UpdateFunctionCode", "PUT", url, body=payload, progress=progress)
-        return _remote_code(_json_body(response))
+        return _remote_code(_json_body(response, "UpdateFunctionCode"))
 
     def invoke(self, urn: str, event: bytes) -> Invocation:
         """Sync InvokeFunction with the v1 answer and the log tail. Not retried: a handler may have effects."""
@@ -213,7 +216,7 @@ class FunctionGraphClient:
         url = self._function_url(urn, "invocations")
         response = self._call("InvokeFunction", "POST", url, body=event, headers=headers, retries=0)
         ms = int((time.monotonic() - started) * 1000)
-        data = _json_body(response)
+        data = _json_body(response, "InvokeFunction")
         try:
             summary = json.loads(response.headers.get("X-Cff-Invoke-Summary") or "{}")
         except ValueError:
@@ -282,19 +285,26 @@ class FunctionGraphClient:
         raise error_from_response(response)
 
 
-def _json_body(response: httpx.Response) -> dict[str, Any]:
+def _json_body(response: httpx.Response, call: str) -> dict[str, Any]:
+    """The JSON object of a successful answer ({} for an empty body).
+
+    Raises:
+        ApiError: the body is not a JSON object (an HTML page from a proxy, a truncated document).
+    """
     if not response.content:
         return {}
+    request_id = response.headers.get("X-Request-Id")
     try:
         data = response.json()
-    except ValueError:
-        raise ApiError(
-            "the service answered with something that is not JSON",
-            status=response.status_code,
-            request_id=response.headers.get("X-Request-Id"),
-        ) from None
+    except (ValueError, UnicodeDecodeError):
+        what = html_summary(response) or "something that is not JSON"
+        raise ApiError(f"{call} answered with {what}", status=response.status_code, request_id=request_id) from None
     if not isinstance(data, dict):
-        raise ApiError("the service answered with an unexpected JSON document", status=response.status_code)
+        raise ApiError(
+            f"{call} answered with a JSON {type(data).__name__}, not an object",
+            status=response.status_code,
+            request_id=request_id,
+        )
     return data
 
 

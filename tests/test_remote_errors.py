@@ -280,3 +280,47 @@ def test_a_clock_skew_401_without_a_date_header_still_points_at_the_clock() -> N
         "NTP), then try again"
     )
     assert "fgsync login" not in caught.value.message
+
+
+# -- ShowFunctionCode without a digest is an error, never an empty digest (item 13) ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "what"),
+    [
+        (b"{}", "without a digest"),
+        (b"", "an empty body"),
+        (b'{"func_urn": "x", "digest": ""}', 'an unusable digest ("")'),
+        (b'{"digest": null, "code_size": 3}', "without a digest"),
+    ],
+    ids=["empty-object", "empty-body", "empty-string", "null"],
+)
+def test_show_code_without_a_digest_stops_the_push_before_any_upload(
+    project: Path, raw_server: Any, retry_sleeps: list[float], capsys: pytest.CaptureFixture[str], body: bytes,
+    what: str,
+) -> None:  # fmt: skip
+    server = raw_server(answering(http_answer("200 OK", body, headers={"Content-Type": "application/json"})))
+    write_config(project, endpoint=server.url)
+    code, out, _err = fgsync(capsys, "push", "--json")
+    assert code == 1
+    (error,) = errors(out)
+    assert error["message"] == (
+        f"ShowFunctionCode at 127.0.0.1:{server.port} answered {what}: fgsync cannot tell what code the function "
+        "runs, so it neither skips nor uploads; is `endpoint` in fgsync.toml the FunctionGraph API? (HTTP 200)"
+    )
+    assert error["retryable"] is False and retry_sleeps == []
+    assert [request.split(b" ", 1)[0] for request in server.requests] == [b"GET"]  # no PUT: nothing uploaded
+    assert "pushed" not in out
+
+
+def test_status_without_a_digest_is_an_error_not_drift(
+    project: Path, raw_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = raw_server(answering(http_answer("200 OK", b'{"runtime": "Python3.9"}')))
+    write_config(project, endpoint=server.url)
+    code, out, _err = fgsync(capsys, "status", "--json")
+    assert code == 1
+    (error,) = errors(out)
+    assert error["message"].startswith(f"ShowFunctionConfig at 127.0.0.1:{server.port} answered without a digest")
+    (status,) = [e for e in map(json.loads, out.splitlines()) if e["event"] == "status"]
+    assert status["state"] == "unknown"

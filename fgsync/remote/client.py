@@ -25,7 +25,7 @@ import httpx
 
 from fgsync.errors import ApiError, NetworkError, TransientApiError
 from fgsync.remote.deadline import install_deadlines, request_budget, request_deadline
-from fgsync.remote.errors import error_from_response, html_summary, network_error
+from fgsync.remote.errors import error_from_response, host_port, html_summary, network_error
 
 log = logging.getLogger(__name__)
 
@@ -155,14 +155,18 @@ class FunctionGraphClient:
         return f"{self.endpoint}/v2/{self.project_id}/fgs/functions/{quote(urn, safe='')}/{suffix}"
 
     def show_code(self, urn: str) -> RemoteCode:
-        """ShowFunctionCode: the function's current code fingerprint (``digest``) and dependencies."""
+        """ShowFunctionCode: the function's current code fingerprint (``digest``) and dependencies.
+
+        Raises:
+            ApiError: the answer has no digest (see :func:`_with_digest`).
+        """
         response = self._call("ShowFunctionCode", "GET", self._function_url(urn, "code"))
-        return _remote_code(_json_body(response, "ShowFunctionCode"))
+        return _remote_code(_with_digest(response, "ShowFunctionCode"))
 
     def show_config(self, urn: str) -> RemoteConfig:
         """ShowFunctionConfig: runtime, handler, memory, timeout, code size and digest."""
         response = self._call("ShowFunctionConfig", "GET", self._function_url(urn, "config"))
-        data = _json_body(response, "ShowFunctionConfig")
+        data = _with_digest(response, "ShowFunctionConfig")
         return RemoteConfig(
             urn=str(data.get("func_urn") or urn),
             name=str(data.get("func_name") or ""),
@@ -306,6 +310,35 @@ def _json_body(response: httpx.Response, call: str) -> dict[str, Any]:
             request_id=request_id,
         )
     return data
+
+
+def _with_digest(response: httpx.Response, call: str) -> dict[str, Any]:
+    """The answer's JSON object, which must carry the code's ``digest``.
+
+    Without it fgsync cannot tell what code the function runs: an empty digest would match no record, skip the
+    drift check and upload blindly (or call an in-sync function drifted). Not retryable: a complete 200 answer
+    is what that server means to send, so asking again asks the same question; `watch` reports it and the next
+    change tries again.
+
+    Raises:
+        ApiError: the body is empty, not a JSON object, or has no non-empty ``digest`` string.
+    """
+    data = _json_body(response, call)
+    digest = data.get("digest")
+    if isinstance(digest, str) and digest.strip():
+        return data
+    if not response.content:
+        what = "an empty body"
+    elif digest is None:
+        what = "without a digest"
+    else:
+        what = f"an unusable digest ({json.dumps(digest)[:40]})"
+    raise ApiError(
+        f"{call} at {host_port(response.url)} answered {what}: fgsync cannot tell what code the function runs, so "
+        "it neither skips nor uploads; is `endpoint` in fgsync.toml the FunctionGraph API?",
+        status=response.status_code,
+        request_id=response.headers.get("X-Request-Id"),
+    )
 
 
 def _remote_code(data: Mapping[str, Any]) -> RemoteCode:

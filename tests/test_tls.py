@@ -1,4 +1,5 @@
-"""TLS as a user meets it: `fgsync push` and `fgsync login` against a real TLS server on a loopback port.
+"""TLS as a user meets it: `fgsync push` and `fgsync login` against a real TLS server on a loopback port, and a
+``ca_bundle`` that is not what it should be.
 
 The server is the emulator behind a certificate made with the ``openssl`` command at test time: a
 self-signed one (not trusted until ``ca_bundle`` names it), and one for another host name. Verification
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import socket
 import socketserver
@@ -25,8 +27,6 @@ from conftest import DOMAIN, HELLO_PY, PASSWORD, PROJECT_ID, REGION, SECRETS, TO
 
 from fgsync.cli import main
 from fgsync.emulator import Emulator
-
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl command is not installed")
 
 VERIFY_HINT = (
     "if your company's proxy or a private CA issues it, set `ca_bundle` in fgsync.toml to a PEM file of that CA "
@@ -50,6 +50,8 @@ def make_cert(folder: Path, name: str, san: str) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed: no certificates to test TLS with")
     folder = tmp_path_factory.mktemp("certs")
     return {
         "loopback": make_cert(folder, "loopback", "IP:127.0.0.1,DNS:localhost"),
@@ -205,3 +207,93 @@ def test_login_to_an_untrusted_iam_fails_at_once_with_the_hint(
     )
     assert server.handshakes == 1
     assert PASSWORD not in out + err
+
+
+# -- ca_bundle that is not a PEM file of CA certificates (issue 9, item 11) --------------------------------------
+
+
+def ca_bundle_error(project: Path, written: str, problem: str) -> str:
+    return (
+        f'Error: fgsync.toml: ca_bundle = "{written}": must be a PEM file of CA certificates ("-----BEGIN '
+        f'CERTIFICATE-----" blocks), relative to the folder of fgsync.toml; {project / written} {problem}\n'
+    )
+
+
+def test_a_ca_bundle_that_is_not_pem_is_a_config_error(
+    project: Path, emulator: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "corp-ca.pem").write_text("this is not a certificate\n")
+    write_config(project, endpoint=emulator.url, extra='ca_bundle = "corp-ca.pem"')
+    code, out, err = push(capsys)
+    assert code == 2
+    assert out == ""
+    assert err == ca_bundle_error(project, "corp-ca.pem", "has no certificate in it")
+    assert emulator.emulator.calls("show_code") == 0
+
+
+@pytest.mark.parametrize(
+    ("written", "make", "problem"),
+    [
+        (
+            "corp-ca.der",
+            lambda cert, key: ssl.PEM_cert_to_DER_cert(cert.read_text()),
+            "is a binary (DER) certificate; convert it with `openssl x509 -inform der -in corp-ca.der -out "
+            "corp-ca.pem` and point ca_bundle at the .pem",
+        ),
+        ("corp-ca.pem", lambda cert, key: key.read_bytes(), "holds a private key but no certificate"),
+        (
+            "corp-ca.pem",
+            lambda cert, key: cert.read_bytes()[:300],
+            "has a damaged certificate in it (OpenSSL: [X509] PEM lib)",
+        ),
+    ],
+    ids=["der", "private-key", "damaged"],
+)
+def test_ca_bundle_mistakes_are_named(
+    project: Path, certs: Any, capsys: pytest.CaptureFixture[str], written: str, make: Any, problem: str
+) -> None:
+    (project / written).write_bytes(make(*certs["loopback"]))
+    write_config(project, endpoint="https://127.0.0.1:9", extra=f'ca_bundle = "{written}"')
+    code, _out, err = push(capsys)
+    assert code == 2
+    assert err == ca_bundle_error(project, written, problem)
+
+
+@pytest.mark.skipif(os.geteuid() == 0 if hasattr(os, "geteuid") else True, reason="root reads mode-000 files")
+def test_an_unreadable_ca_bundle_is_a_config_error(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bundle = project / "corp-ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    bundle.chmod(0)
+    write_config(project, endpoint="https://127.0.0.1:9", extra='ca_bundle = "corp-ca.pem"')
+    code, _out, err = push(capsys)
+    assert code == 2
+    assert err == ca_bundle_error(project, "corp-ca.pem", "cannot be read (Permission denied)")
+
+
+def test_login_checks_ca_bundle_too(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (project / "corp-ca.pem").write_text("")
+    write_config(project, endpoint="https://127.0.0.1:9", extra='ca_bundle = "corp-ca.pem"')
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    code = main(["login", "--user", USER, "--domain", DOMAIN, "--password-stdin"])
+    out, err = capsys.readouterr()
+    assert PASSWORD not in out + err
+    assert code == 2
+    assert err == ca_bundle_error(project, "corp-ca.pem", "has no certificate in it")
+
+
+def test_a_ca_bundle_deleted_after_loading_is_a_config_error(project: Path) -> None:
+    from fgsync.cli.context import AppContext
+    from fgsync.config import load_config
+    from fgsync.errors import ConfigError
+
+    bundle = project / "corp-ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    config = load_config(write_config(project, endpoint="https://127.0.0.1:9", extra='ca_bundle = "corp-ca.pem"'))
+    bundle.unlink()  # `watch` keeps a config for hours; the file may go meanwhile
+    with pytest.raises(ConfigError) as caught:
+        AppContext().verify(config)
+    expected = ca_bundle_error(project, "corp-ca.pem", "cannot be read (No such file or directory)")
+    assert f"Error: {caught.value}\n" == expected
+    assert caught.value.key == "ca_bundle" and caught.value.exit_code == 2

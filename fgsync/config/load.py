@@ -102,7 +102,7 @@ def load_config(path: Path) -> Config:
             one per line, each naming the file, the key path, the value and what is allowed.
     """
     path = Path(os.path.abspath(path))
-    shown = _display(path)
+    shown = display_path(path)
     try:
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
@@ -152,12 +152,12 @@ def select_functions(config: Config, names: Sequence[str]) -> tuple[FunctionConf
         listed = ", ".join(f"{n!r}{h}" for n, h in zip(unknown, hints))
         known = ", ".join(sorted(by_name))
         noun = "function" if len(unknown) == 1 else "functions"
-        raise UsageError(f"unknown {noun} {listed}; {_display(config.path)} defines: {known}")
+        raise UsageError(f"unknown {noun} {listed}; {display_path(config.path)} defines: {known}")
     return tuple(by_name[name] for name in dict.fromkeys(names))
 
 
-def _display(path: Path) -> str:
-    """The path as the user will recognise it: relative to cwd when it lies below it."""
+def display_path(path: Path) -> str:
+    """The path as the user will recognise it: relative to cwd when it lies below it (how messages name files)."""
     try:
         return str(path.relative_to(Path.cwd()))
     except (ValueError, OSError):
@@ -198,6 +198,7 @@ __all__ = [
     "default_endpoint",
     "default_iam_endpoint",
     "default_urn",
+    "display_path",
     "find_config",
     "load_config",
     "select_functions",

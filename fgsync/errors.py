@@ -100,7 +100,16 @@ class CredentialsError(FgsyncError):
 
 
 class KeyringError(CredentialsError):
-    """The OS keyring cannot be used (absent, locked, timed out)."""
+    """The OS keyring cannot be used (absent, locked, timed out).
+
+    ``absent`` is True when there is no usable keyring backend at all: the keyring library picks its backend
+    once per process, so a keyring installed later (like credentials exported later) reaches a running
+    `fgsync watch` only when it starts again, while a locked one that gets unlocked works at once.
+    """
+
+    def __init__(self, message: str, *, absent: bool = False) -> None:
+        self.absent = absent
+        super().__init__(message)
 
 
 class ApiError(FgsyncError):

@@ -324,3 +324,32 @@ def test_status_without_a_digest_is_an_error_not_drift(
     assert error["message"].startswith(f"ShowFunctionConfig at 127.0.0.1:{server.port} answered without a digest")
     (status,) = [e for e in map(json.loads, out.splitlines()) if e["event"] == "status"]
     assert status["state"] == "unknown"
+
+
+# -- the generic code is not printed twice (item 15 a) ----------------------------------------------------------
+
+
+def test_an_error_without_a_code_of_its_own_reads_error_once(
+    project: Path, raw_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = raw_server(answering(http_answer("200 OK", b"{}")))
+    write_config(project, endpoint=server.url)
+    code, _out, err = fgsync(capsys, "push")
+    assert code == 1
+    assert re.search(r"^\d\d:\d\d:\d\d hello  error: ShowFunctionCode at 127\.0\.0\.1:\d+ answered without a "
+                     r"digest: ", err, re.MULTILINE), err  # fmt: skip
+    assert "error error" not in err
+
+
+def test_a_fatal_error_without_a_code_of_its_own_reads_error_once(
+    project: Path, raw_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    portal = b"<html><head><title>Sign in</title></head></html>"
+    server = raw_server(answering(http_answer("200 OK", portal, headers={"Content-Type": "text/html"})))
+    write_config(project, endpoint=server.url)
+    code, _out, err = fgsync(capsys, "invoke", "hello")
+    assert code == 1
+    assert err == (
+        'Error: InvokeFunction answered with an HTML page ("Sign in") instead of a FunctionGraph answer: a proxy or '
+        f"gateway answered for 127.0.0.1:{server.port} (HTTP 200)\n"
+    )

@@ -73,7 +73,8 @@ def render_human(event: Event) -> str:
             text += "\n" + "\n".join("    | " + line for line in log.splitlines()[-15:])
         return text
     if event.event == "error":
-        text = f"error {f['code']}: {f['message']}"
+        # "error" is the generic code (no service code, no local category): printing it would say "error error:".
+        text = f"error {f['code']}: {f['message']}" if f["code"] != "error" else f"error: {f['message']}"
         if f.get("retry_in_ms") is not None:
             text += f" — retrying in {f['retry_in_ms'] / 1000:.1f} s"
         detail = event.extra.get("detail")

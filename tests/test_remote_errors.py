@@ -353,3 +353,22 @@ def test_a_fatal_error_without_a_code_of_its_own_reads_error_once(
         'Error: InvokeFunction answered with an HTML page ("Sign in") instead of a FunctionGraph answer: a proxy or '
         f"gateway answered for 127.0.0.1:{server.port} (HTTP 200)\n"
     )
+
+
+def test_a_malformed_header_never_quotes_the_header() -> None:
+    secret = "MIIsecret-token-value"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.LocalProtocolError(f"Illegal header value b'{secret}\\n'")
+
+    client = FunctionGraphClient(
+        "https://fg.example", PROJECT_ID, auth=TokenAuth(), transport=httpx.MockTransport(handler),
+        retry=RetryPolicy(attempts=0),
+    )  # fmt: skip
+    with pytest.raises(NetworkError) as caught:
+        client.show_code(URN)
+    assert secret not in str(caught.value)
+    assert caught.value.message == (
+        "fgsync could not build a valid request for fg.example:443 (a header value is malformed)"
+    )
+    assert not caught.value.retryable  # the same request would be as malformed the next time

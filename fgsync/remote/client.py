@@ -1,11 +1,11 @@
-"""FunctionGraph client over httpx: the calls fgsync uses, typed errors, and the retry policy.
+"""FunctionGraph client over httpx: the calls fgsync uses, and the retry policy.
 
 The client takes plain values (endpoint, project id, an ``httpx.Auth``) and never reads the config. Every answer
 that is not a success becomes an :class:`~fgsync.errors.ApiError` carrying the HTTP status, the service's code and
 message, and the request id; a redirect, a proxy's HTML page or a clock-skew 401 each say what to check
-(:mod:`fgsync.remote.errors`). Every request has an overall deadline
-(:mod:`fgsync.remote.deadline`). Network failures (but not TLS verification), 408, 429
-and 5xx are retried with capped exponential backoff and full jitter; other 4xx are not.
+(:mod:`fgsync.remote.errors`). Every request has an overall deadline (:mod:`fgsync.remote.deadline`). Network
+failures (but not TLS verification), 408, 429 and 5xx are retried with capped exponential backoff and full
+jitter; other 4xx are not.
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ from fgsync.remote.errors import error_from_response, host_port, html_summary, n
 log = logging.getLogger(__name__)
 
 ProgressHook = Callable[[int, int], None]
-#: The longest wait for a TCP connection, when the request's budget is longer.
-_CONNECT_TIMEOUT = 10.0
 Verify = Union[ssl.SSLContext, bool]
 
 _UPLOAD_CHUNK = 256 * 1024
+#: The longest wait for a TCP connection, when the request's budget is longer.
+_CONNECT_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,11 @@ def network_error(
                 "(https:// needs a TLS server; a local emulator is http://)",
                 retryable=False,
             )
+    if isinstance(error, httpx.LocalProtocolError):
+        # Its text quotes the offending header, which may be the credential itself: never show it.
+        return NetworkError(
+            f"fgsync could not build a valid request for {where} (a header value is malformed)", retryable=False
+        )
     detail = _detail(error, causes)
     if isinstance(error, httpx.ConnectTimeout):
         return NetworkError(f"cannot connect to {where} (timed out)")

@@ -15,15 +15,19 @@ The tree::
      ├── CredentialsError            exit 3, code "auth"      no credentials, keyring unusable, login failed
      │    └── KeyringError           exit 3, code "auth"      the OS keyring is absent, locked or timed out
      └── ApiError                    exit 1, code = the service code (FSS.1051 …)
-          ├── NetworkError           exit 1, code "network"   connect/read failures; retryable
+          ├── NetworkError           exit 1, code "network"   no complete answer: connect/read failures, the request's
+          │                                                   deadline; retryable, except TLS verification failures
           ├── TransientApiError      exit 1                   408, 429, 5xx; retryable
           └── AuthApiError           exit 3                   401: token missing, wrong or expired, bad signature
+               └── ClockSkewError    exit 3                   401 for a signed request whose time is off: the clock
 
 `cli.main` catches FgsyncError only and prints ``Error: <message>``; anything else is a bug and keeps its traceback.
 Messages never contain a secret.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -130,7 +134,16 @@ class CredentialsError(FgsyncError):
 
 
 class KeyringError(CredentialsError):
-    """The OS keyring cannot be used (absent, locked, timed out)."""
+    """The OS keyring cannot be used (absent, locked, timed out).
+
+    ``absent`` is True when there is no usable keyring backend at all: the keyring library picks its backend
+    once per process, so a keyring installed later (like credentials exported later) reaches a running
+    `fgsync watch` only when it starts again, while a locked one that gets unlocked works at once.
+    """
+
+    def __init__(self, message: str, *, absent: bool = False) -> None:
+        self.absent = absent
+        super().__init__(message)
 
 
 class ApiError(FgsyncError):
@@ -181,10 +194,14 @@ class ApiError(FgsyncError):
 
 
 class NetworkError(ApiError):
-    """No answer: connection refused or dropped, read timeout, TLS failure."""
+    """No complete answer: connection refused or dropped, the request's deadline passed, TLS failure.
 
-    def __init__(self, error_msg: str) -> None:
-        super().__init__(error_msg, code="network", retryable=True)
+    Retryable, except where another try cannot help (a certificate that does not verify, a server that does
+    not speak TLS): those fail at once and say what to fix.
+    """
+
+    def __init__(self, error_msg: str, *, retryable: bool = True) -> None:
+        super().__init__(error_msg, code="network", retryable=retryable)
 
 
 class TransientApiError(ApiError):
@@ -201,4 +218,33 @@ class AuthApiError(ApiError):
         return (
             f"{super().message}; run `fgsync login` (or check FGSYNC_TOKEN, CLOUD_SDK_AK and CLOUD_SDK_SK if you "
             "set them)"
+        )
+
+
+class ClockSkewError(AuthApiError):
+    """401 for an AK/SK-signed request whose ``X-Sdk-Date`` is outside the gateway's 15-minute window.
+
+    The keys are fine and `fgsync login` cannot help: this machine's clock is off. ``offset_s`` is how far
+    ahead of the service's clock it is (negative: behind), when the answer's ``Date`` told.
+    """
+
+    def __init__(self, error_msg: str, *, offset_s: float | None = None, **kwargs: Any) -> None:
+        self.offset_s = offset_s
+        super().__init__(error_msg, **kwargs)
+
+    @property
+    def message(self) -> str:
+        base = ApiError.message.fget(self)  # type: ignore[attr-defined]
+        fix = "set the system clock right (turn on automatic time / NTP), then try again"
+        if self.offset_s is not None:
+            minutes = abs(self.offset_s) / 60
+            amount = f"{minutes:.0f} minutes" if minutes < 120 else f"{minutes / 60:.1f} hours"
+            side = "ahead of" if self.offset_s > 0 else "behind"
+            return (
+                f"{base}; this machine's clock is {amount} {side} the service's, and an AK/SK-signed request must "
+                f"be within 15 minutes of it: {fix}"
+            )
+        return (
+            f"{base}; an AK/SK-signed request carries its time (X-Sdk-Date), which must be within 15 minutes of "
+            f"the service's clock: check this machine's clock and time zone, {fix}"
         )

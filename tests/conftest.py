@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import ssl
 import textwrap
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -171,3 +174,120 @@ def emulator() -> Iterator[Any]:
     )
     with serve(emu, host="127.0.0.1", port=0) as server:
         yield server
+
+
+@pytest.fixture
+def retry_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The client's waits between retries, recorded instead of slept: CLI tests see every retry, at once."""
+    from fgsync.remote import FunctionGraphClient
+
+    sleeps: list[float] = []
+    defaults = FunctionGraphClient.__init__.__kwdefaults__
+    assert defaults is not None and "sleep" in defaults
+    monkeypatch.setitem(defaults, "sleep", sleeps.append)
+    return sleeps
+
+
+Answer = Callable[[socket.socket, bytes, "RawServer"], None]
+
+
+class RawServer:
+    """A loopback TCP server whose behaviour is a test's own function: for servers that misbehave on purpose.
+
+    Each connection runs in a thread: the request (head and Content-Length body) is read (unless
+    ``read_request=False``: a server that never reads what it is sent), then
+    ``answer(conn, request, server)`` writes whatever it likes and the connection is closed. ``stop`` is set
+    at close, so an answer that trickles forever (``while not server.stop.wait(0.05)``) ends with the test.
+
+    Attributes:
+        url: ``http://127.0.0.1:PORT`` (``https://`` with ``tls``).
+        connections: connections accepted so far (TLS: handshakes attempted).
+        requests: the raw requests read.
+    """
+
+    def __init__(self, answer: Answer, *, tls: Optional[ssl.SSLContext] = None, read_request: bool = True) -> None:
+        self._answer = answer
+        self._tls = tls
+        self._read_request = read_request
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._sock.getsockname()[1])
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.stop = threading.Event()
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self._threads: list[threading.Thread] = []
+        self._accept = threading.Thread(target=self._serve, name="raw-server", daemon=True)
+        self._accept.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            thread = threading.Thread(target=self._handle, args=(conn,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        try:
+            conn.settimeout(10)
+            if self._tls is not None:
+                conn = self._tls.wrap_socket(conn, server_side=True)
+            request = _read_request(conn) if self._read_request else b""
+            self.requests.append(request)
+            self._answer(conn, request, self)
+        except OSError:  # the client gave up (or refused the certificate): that is the point of most tests
+            pass
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        self._sock.close()
+        for thread in self._threads:
+            thread.join(5)
+
+
+def _read_request(conn: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+def http_answer(status: str, body: bytes = b"", headers: Mapping[str, str] = {}) -> bytes:
+    """A whole HTTP/1.1 answer that closes the connection."""
+    lines = [f"HTTP/1.1 {status}", f"Content-Length: {len(body)}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Callable[..., RawServer]]:
+    """Factory: raw_server(answer, tls=None, read_request=True) -> a running RawServer, closed after the test."""
+    servers: list[RawServer] = []
+
+    def start(answer: Answer, *, tls: Optional[ssl.SSLContext] = None, read_request: bool = True) -> RawServer:
+        server = RawServer(answer, tls=tls, read_request=read_request)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()

@@ -105,6 +105,7 @@ def test_minimal_config_gets_every_default(project: Path, monkeypatch: pytest.Mo
     assert (fn.package, fn.code_type, fn.code_filename) == ("default", "zip", "index.zip")
     assert (fn.artifact, fn.build, fn.exclude, fn.use_gitignore) == (None, None, (), False)
     assert (fn.depend_version_list, fn.kms_key_id, fn.invoke_event) == (None, None, None)
+    assert (config.request_timeout_s, fn.build_timeout_s) == (60.0, 600.0)
 
 
 def test_every_key_set(project: Path) -> None:
@@ -119,6 +120,7 @@ def test_every_key_set(project: Path) -> None:
         endpoint = "http://127.0.0.1:8808/"
         iam_endpoint = "http://127.0.0.1:8808"
         ca_bundle = "certs/ca.pem"
+        request_timeout_s = 2.5
         [auth]
         method = "aksk"
         user = "dev-user"
@@ -138,6 +140,7 @@ def test_every_key_set(project: Path) -> None:
         depend_version_list = ["dep-1", "dep-2"]
         kms_key_id = "kms-123"
         invoke_event = "events/hello.json"
+        build_timeout_s = 900
         """,
         )
     )
@@ -152,6 +155,8 @@ def test_every_key_set(project: Path) -> None:
     assert (fn.exclude, fn.use_gitignore, fn.kms_key_id) == (("tests/", "*.md"), True, "kms-123")
     assert fn.depend_version_list == ("dep-1", "dep-2")
     assert fn.invoke_event == project / "events" / "hello.json"  # stored, not checked until `invoke` uses it
+    assert (config.request_timeout_s, fn.build_timeout_s) == (2.5, 900.0)
+    assert isinstance(fn.build_timeout_s, float)
 
 
 @pytest.mark.parametrize(
@@ -339,6 +344,45 @@ def test_bad_value_message(project: Path, body: str, expected: str) -> None:
     assert problems(project, body) == expected
 
 
+@pytest.mark.parametrize(
+    ("line", "shown"),
+    [
+        ('"60"', '"60"'),
+        ("true", "true"),
+        ("0", "0"),
+        ("-5", "-5"),
+        ("0.0", "0.0"),
+        ("nan", "nan"),
+        ("inf", "inf"),
+        ("[60]", "[60]"),
+    ],
+)
+def test_timeouts_must_be_positive_numbers_of_seconds(project: Path, line: str, shown: str) -> None:
+    body = HEADER + f"request_timeout_s = {line}\n" + HELLO + f"build_timeout_s = {line}\n"
+    assert problems(project, body) == (
+        "fgsync.toml has 2 problems:\n"
+        f"  fgsync.toml: request_timeout_s = {shown}: must be a number of seconds, > 0 and at most 3600\n"
+        f"  fgsync.toml: function[1].build_timeout_s = {shown}: must be a number of seconds, > 0 and at most 86400"
+    )
+
+
+def test_timeouts_have_a_sane_maximum(project: Path) -> None:
+    assert load_config(write(project, HEADER + "request_timeout_s = 3600\n" + HELLO)).request_timeout_s == 3600
+    assert problems(project, HEADER + "request_timeout_s = 6000\n" + HELLO) == (
+        "fgsync.toml: request_timeout_s = 6000: must be a number of seconds, > 0 and at most 3600"
+    )
+    body = HEADER + HELLO + "build_timeout_s = 86401\n"
+    assert problems(project, body) == (
+        "fgsync.toml: function[1].build_timeout_s = 86401: must be a number of seconds, > 0 and at most 86400"
+    )
+
+
+def test_timeout_keys_are_not_accepted_in_the_wrong_table(project: Path) -> None:
+    assert problems(project, HEADER + "build_timeout_s = 60\n" + HELLO) == (
+        'fgsync.toml: build_timeout_s: unknown key; did you mean "request_timeout_s"?'
+    )
+
+
 def test_the_brief_example_line(project: Path) -> None:
     body = HEADER + HELLO + '[[function]]\nname = "two"\nsource = "functions/hello"\ncode_type = "tar"\n'
     assert problems(project, body) == 'fgsync.toml: function[2].code_type = "tar": must be "zip" or "jar"'
@@ -408,7 +452,8 @@ def test_unknown_keys_suggest_the_close_match(project: Path) -> None:
     assert '  fgsync.toml: function[1].sourse: unknown key; did you mean "source"?' in lines
     assert (
         "  fgsync.toml: function[1].zzz: unknown key; allowed keys: name, source, urn, package, code_type, "
-        "code_filename, artifact, build, exclude, use_gitignore, depend_version_list, kms_key_id, invoke_event"
+        "code_filename, artifact, build, exclude, use_gitignore, depend_version_list, kms_key_id, invoke_event, "
+        "build_timeout_s"
     ) in lines
 
 
@@ -599,6 +644,8 @@ def test_example_file_mirrors_the_spec_defaults(tmp_path: Path) -> None:
     assert lines["code_filename"] == '"index.zip"'
     assert lines["package"] == '"default"'
     assert lines["use_gitignore"] == "false"
+    assert lines["request_timeout_s"] == "60"
+    assert lines["build_timeout_s"] == "600"
 
 
 @pytest.mark.parametrize(
@@ -607,3 +654,27 @@ def test_example_file_mirrors_the_spec_defaults(tmp_path: Path) -> None:
 def test_plain_http_is_for_loopback_emulators_only(project: Path, url: str) -> None:
     config = load_config(write(project, HEADER + f'endpoint = "{url}"\niam_endpoint = "{url}"\n' + HELLO))
     assert config.endpoint == config.iam_endpoint == url
+
+
+# --- files that used to crash the loader (issue 9, item 12) ------------------------------------------------
+
+
+def test_a_value_nested_too_deeply_is_a_config_error_not_a_traceback(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fgsync.cli import main
+
+    write(project, HEADER + "a = " + "[" * 100_000 + "\n" + HELLO)
+    assert main(["package"]) == EXIT_USAGE
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == (
+        "Error: fgsync.toml: a value is nested too deeply (arrays or inline tables inside each other hundreds of "
+        "levels deep); no key of fgsync.toml takes more than one level\n"
+    )
+    assert "Traceback" not in err
+
+
+def test_a_deep_value_that_parses_is_shown_shortened(project: Path) -> None:
+    message = problems(project, HEADER.replace('"cn-north-4"', "[" * 300 + "]" * 300) + HELLO)
+    assert message.startswith("fgsync.toml: region = [[[[[[[[[...]]]]]]]]]: must be a region id")

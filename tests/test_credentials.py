@@ -494,7 +494,8 @@ def test_login_network_failure_and_missing_token_header() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
-    with pytest.raises(NetworkError, match="cannot reach IAM"):
+    refused = r"IAM login: cannot connect to iam\.cn-north-4\.myhuaweicloud\.com:443 \(connection refused\)"
+    with pytest.raises(NetworkError, match=refused):
         login_with_password(
             iam_endpoint=IAM,
             project_id=PROJECT_ID,
@@ -539,7 +540,7 @@ def test_a_failed_early_renewal_keeps_the_working_token(caplog: pytest.LogCaptur
     assert service.tokens == [LONG_TOKEN, LONG_TOKEN]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
-    assert warnings[0].startswith("could not renew the IAM token:") and "cannot reach IAM" in warnings[0]
+    assert warnings[0].startswith("could not renew the IAM token:") and "IAM login: cannot connect" in warnings[0]
     _no_secret(caplog.text)
 
 

@@ -282,6 +282,19 @@ def test_a_retry_line_ends_the_cycle_and_its_message_drops_the_retry_note() -> N
     assert match and match.group(3) == "connection refused"
 
 
+def test_an_error_without_a_code_is_read_by_both_patterns() -> None:
+    err = io.StringIO()
+    Reporter(out=io.StringIO(), err=err).emit(error_event("hello", "error", "ShowFunctionCode answered an empty body"))
+    line = err.getvalue().rstrip("\n")
+    assert re.fullmatch(r"\d\d:\d\d:\d\d hello  error: ShowFunctionCode answered an empty body", line)
+    errors = tasks()["fgsync watch"]["problemMatcher"][0]
+    match = re.search(errors["pattern"]["regexp"], line)
+    assert match and match.group(1) == "hello" and match.group(2) is None
+    assert match.group(3) == "ShowFunctionCode answered an empty body"
+    (entry,) = efm_parse(vim_settings()["errorformat"], [line])
+    assert entry == {"module": "hello", "type": "e", "text": "ShowFunctionCode answered an empty body"}
+
+
 def test_vs_code_shows_each_failure_once_and_clears_it_after_the_next_good_sync(session: dict[str, Any]) -> None:
     collector = Collector(tasks()["fgsync watch"]["problemMatcher"], session["project"])
     seen: dict[str, tuple[dict[str, list[str]], bool]] = {}
@@ -452,7 +465,7 @@ def efm_parse(efm: str, lines: list[str]) -> list[dict[str, str]]:
 def expected_quickfix(lines: list[str]) -> list[dict[str, str]]:
     out = []
     for line in lines:
-        match = re.match(r"^\d\d:\d\d:\d\d (\S+)  error (.*)$", line)
+        match = re.match(r"^\d\d:\d\d:\d\d (\S+)  error:? (.*)$", line)
         if match:
             out.append({"module": match.group(1), "type": "e", "text": match.group(2)})
         elif line.startswith("Error: "):

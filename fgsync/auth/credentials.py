@@ -99,6 +99,7 @@ class Credentials:
         transport: Optional[httpx.BaseTransport] = None,
         verify: Verify = True,
         clock: Callable[[], float] = time.time,
+        request_timeout: float = 60.0,
     ) -> None:
         self.source = source
         self.kind = kind
@@ -116,6 +117,7 @@ class Credentials:
         self._transport = transport
         self._verify = verify
         self._clock = clock
+        self._request_timeout = request_timeout
         self._lock = threading.RLock()
         self._warned: set[str] = set()
         self._renew_not_before = 0.0
@@ -249,6 +251,7 @@ class Credentials:
             password=password,
             transport=self._transport,
             verify=self._verify,
+            timeout=self._request_timeout,
         )
         save_token(self._store, issued, user=self.user, domain=self.domain, password=password)
         self._adopt({"token": issued.token, "expires_at": issued.expires_at})
@@ -325,6 +328,7 @@ def resolve_credentials(
     transport: Optional[httpx.BaseTransport] = None,
     verify: Verify = True,
     clock: Callable[[], float] = time.time,
+    request_timeout: float = 60.0,
 ) -> Credentials:
     """Find credentials in SPEC order: ``FGSYNC_TOKEN``, ``CLOUD_SDK_AK`` + ``CLOUD_SDK_SK``, the OS keyring.
 
@@ -338,6 +342,7 @@ def resolve_credentials(
         transport: httpx transport for IAM renewals (tests: the emulator or a MockTransport).
         verify: TLS verification for IAM renewals (``True``, a CA file, or an ``ssl.SSLContext``).
         clock: seconds since the epoch, for expiry checks and signatures.
+        request_timeout: ``request_timeout_s``: the overall deadline of an IAM renewal.
 
     Raises:
         CredentialsError: nothing found (the message says how to log in), or only half of an AK/SK pair.
@@ -350,6 +355,7 @@ def resolve_credentials(
         "transport": transport,
         "verify": ssl_verify(verify),
         "clock": clock,
+        "request_timeout": request_timeout,
     }
     token = env.get("FGSYNC_TOKEN", "").strip()
     if token:

@@ -15,7 +15,9 @@ from typing import Optional, Union
 
 import httpx
 
-from fgsync.errors import CredentialsError, NetworkError, TransientApiError
+from fgsync.errors import ApiError, CredentialsError, NetworkError, TransientApiError
+from fgsync.remote.deadline import Deadline, install_deadlines, request_budget, request_deadline
+from fgsync.remote.errors import html_summary, network_error, redirect_message
 
 __all__ = [
     "IssuedToken",
@@ -164,7 +166,8 @@ def _iam_error(response: httpx.Response) -> tuple[str, str]:
             message = str(inner.get("message") or inner.get("title") or "")
         code = str(body.get("error_code") or code)
         message = str(body.get("error_msg") or message)
-    return code, message or response.reason_phrase
+    # A proxy's HTML error page is summarised by its title, never pasted into the message.
+    return code, message or html_summary(response) or response.reason_phrase
 
 
 def login_with_password(
@@ -176,14 +179,19 @@ def login_with_password(
     password: str,
     transport: Optional[httpx.BaseTransport] = None,
     verify: Union[bool, str, ssl.SSLContext] = True,
-    timeout: float = 30.0,
+    timeout: float = 60.0,
 ) -> IssuedToken:
     """Get a project-scoped IAM token with a user name, account (domain) name and password.
+
+    ``timeout`` is ``request_timeout_s``: the login must be answered, to the last byte, within it (the same
+    overall deadline as every FunctionGraph request).
 
     Raises:
         CredentialsError: IAM refused the login (wrong user, account or password; no access to the project).
         TransientApiError: IAM answered 429 or 5xx (retryable).
-        NetworkError: IAM could not be reached.
+        NetworkError: IAM could not be reached, or gave no complete answer in time (retryable unless TLS
+            verification failed).
+        ApiError: IAM answered a redirect (fgsync does not follow it: ``iam_endpoint`` is wrong).
     """
     url = iam_endpoint.rstrip("/") + "/v3/auth/tokens"
     body = {
@@ -197,11 +205,27 @@ def login_with_password(
     }
     who = f"user {user!r} of account {domain!r}"
     _redact_http_traces()
+    budget = request_budget(timeout, 512)  # the body is a few hundred bytes
+    limit: Optional[Deadline] = None
     try:
-        with httpx.Client(transport=transport, verify=ssl_verify(verify), timeout=timeout) as client:
-            response = client.post(url, json=body)
-    except httpx.HTTPError as error:
-        raise NetworkError(f"cannot reach IAM at {iam_endpoint}: {type(error).__name__}: {error}") from None
+        settings = httpx.Timeout(budget, connect=min(10.0, budget))
+        with httpx.Client(transport=transport, verify=ssl_verify(verify), timeout=settings) as client:
+            install_deadlines(client)
+            with request_deadline(budget) as limit:
+                response = client.post(url, json=body)
+    except httpx.TransportError as error:
+        failure = network_error(
+            error, httpx.URL(url), budget=limit, request_timeout=timeout, endpoint_key="iam_endpoint"
+        )
+        raise NetworkError(f"IAM login: {failure.error_msg}", retryable=failure.retryable) from None
+    except httpx.HTTPError as error:  # not a transport failure (a bad URL): nothing secret in it
+        raise NetworkError(f"IAM login at {iam_endpoint}: {type(error).__name__}: {error}") from None
+    if 300 <= response.status_code < 400:
+        raise ApiError(
+            f"IAM login: {redirect_message(response, 'iam_endpoint')}",
+            status=response.status_code,
+            code=f"HTTP.{response.status_code}",
+        )
     if response.status_code in (200, 201):
         token = response.headers.get("X-Subject-Token", "").strip()
         if not token:

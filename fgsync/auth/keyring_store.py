@@ -60,9 +60,10 @@ _HEADER_PREFIX = "fgsync-chunks/1"
 
 _T = TypeVar("_T")
 
+# Neither a login nor a retry helps without a keyring: only a keyring, or credentials from the environment.
 _WHAT_TO_DO = (
-    "unlock or install an OS keyring (GNOME Keyring / KWallet on Linux, Keychain on macOS, Credential Manager "
-    "on Windows), or, for CI, set FGSYNC_TOKEN, or CLOUD_SDK_AK and CLOUD_SDK_SK"
+    "unlock or install an OS keyring (a Secret Service such as GNOME Keyring or KWallet on Linux, Keychain on "
+    "macOS, Credential Manager on Windows), or set FGSYNC_TOKEN (or CLOUD_SDK_AK and CLOUD_SDK_SK) instead"
 )
 
 
@@ -176,7 +177,9 @@ class KeyringStore:
 
         backend, reason = self._timed("finding the keyring backend", find)
         if reason is not None:
-            raise KeyringError(f"{reason}: fgsync never stores credentials in a plain file; {_WHAT_TO_DO}")
+            raise KeyringError(
+                f"{reason}: fgsync never stores credentials in a plain file; {_WHAT_TO_DO}", absent=True
+            )
         return backend
 
     def _user(self, item: str, part: int | None = None) -> str:

@@ -121,7 +121,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _report_fatal(obj: AppContext, error: FgsyncError) -> None:
     if obj.json:
         obj.reporter.emit(error_event(None, error.code, error.message, retryable=error.retryable))
-    text = f"{error.code}: {error.message}" if isinstance(error, ApiError) else error.message
+    coded = isinstance(error, ApiError) and error.code != "error"  # the generic code would read "Error: error: ..."
+    text = f"{error.code}: {error.message}" if coded else error.message
     click.echo(f"Error: {text}", err=True)
 
 

@@ -161,6 +161,7 @@ def login_command(
         domain=domain,
         password=password,
         verify=app.verify(config),
+        timeout=config.request_timeout_s,
     )
     save_token(store, issued, user=user, domain=domain, password=password if remember_password else None)
     app.reporter.info(f"logged in as {user} ({domain}); token for project {config.project_id} stored in the OS keyring")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,8 @@ from typing import TYPE_CHECKING, Optional
 import click
 
 from fgsync.cli.output import Reporter
-from fgsync.config import Config, find_config, load_config
+from fgsync.config import CONFIG_FILENAME, Config, display_path, find_config, load_config
+from fgsync.errors import ConfigError
 
 if TYPE_CHECKING:  # imported where used: httpx and keyring are slow to import and not every command needs them
     from fgsync.auth.credentials import Credentials
@@ -73,7 +75,7 @@ class AppContext:
 
             context = httpx.create_ssl_context()
             if config.ca_bundle is not None:
-                context.load_verify_locations(cafile=str(config.ca_bundle))
+                _load_ca_bundle(context, config)
             self._ssl[config.ca_bundle] = context
         return context
 
@@ -89,6 +91,7 @@ class AppContext:
             domain=config.auth.domain,
             env=os.environ,
             verify=self.verify(config),
+            request_timeout=config.request_timeout_s,
         )
 
     def make_client(self, config: Config, credentials: Optional[Credentials] = None) -> FunctionGraphClient:
@@ -101,7 +104,57 @@ class AppContext:
             config.project_id,
             auth=creds.auth(),
             verify=self.verify(config),
+            timeout=config.request_timeout_s,
         )
+
+
+def _load_ca_bundle(context: ssl.SSLContext, config: Config) -> None:
+    """Add ``ca_bundle`` to the trust store, or a ConfigError (exit 2) that names the file, the key and the fix.
+
+    Loading checks what the config check cannot cheaply: that the file holds PEM certificates. OpenSSL's own
+    words (``[X509: NO_CERTIFICATE_OR_CRL_FOUND]``) would not tell a user that the file is the problem.
+
+    Raises:
+        ConfigError: the file is not PEM, holds no certificate, or cannot be read.
+    """
+    bundle = config.ca_bundle
+    assert bundle is not None
+    try:
+        context.load_verify_locations(cafile=str(bundle))
+        return
+    except ssl.SSLError as error:
+        problem = _pem_problem(bundle, error)
+    except OSError as error:
+        problem = f"cannot be read ({error.strerror or error})"
+    try:
+        written = str(bundle.relative_to(config.path.parent))
+    except ValueError:
+        written = str(bundle)
+    raise ConfigError(
+        f'{display_path(config.path)}: ca_bundle = "{written}": must be a PEM file of CA certificates '
+        f'("-----BEGIN CERTIFICATE-----" blocks), relative to the folder of {CONFIG_FILENAME}; {bundle} {problem}',
+        path=str(config.path),
+        key="ca_bundle",
+    )
+
+
+def _pem_problem(bundle: Path, error: ssl.SSLError) -> str:
+    """What is wrong with a CA file OpenSSL refused, in words, with the fix when it is a common mistake."""
+    try:
+        head = bundle.read_bytes()[:65536]
+    except OSError:
+        head = b""
+    if getattr(error, "reason", None) != "NO_CERTIFICATE_OR_CRL_FOUND":
+        words = re.sub(r"\s*\(_ssl\.c:\d+\)$", "", str(error.args[-1] if error.args else error))
+        return f"has a damaged certificate in it (OpenSSL: {words})"
+    if head[:1] == b"\x30":  # an ASN.1 SEQUENCE: a binary (DER) certificate
+        return (
+            "is a binary (DER) certificate; convert it with "
+            f"`openssl x509 -inform der -in {bundle.name} -out {bundle.stem}.pem` and point ca_bundle at the .pem"
+        )
+    if b"PRIVATE KEY-----" in head:
+        return "holds a private key but no certificate"
+    return "has no certificate in it"
 
 
 def app_context() -> AppContext:

@@ -86,7 +86,8 @@ def render_human(event: Event) -> str:
     if event.event == "waiting":
         return str(f["message"])
     if event.event == "error":
-        text = f"error {f['code']}: {f['message']}"
+        # "error" is the generic code (no service code, no local category): printing it would say "error error:".
+        text = f"error {f['code']}: {f['message']}" if f["code"] != "error" else f"error: {f['message']}"
         if f.get("retry_in_ms") is not None:
             text += f" — retrying in {f['retry_in_ms'] / 1000:.1f} s"
         detail = event.extra.get("detail")

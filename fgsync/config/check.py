@@ -17,9 +17,13 @@ from fgsync.config.model import (
     _URN_CHARS_RE,
     AUTH_KEYS,
     CONFIG_FILENAME,
+    DEFAULT_BUILD_TIMEOUT_S,
     DEFAULT_DEBOUNCE_MS,
     DEFAULT_MAX_WAIT_MS,
+    DEFAULT_REQUEST_TIMEOUT_S,
     FUNCTION_KEYS,
+    MAX_BUILD_TIMEOUT_S,
+    MAX_REQUEST_TIMEOUT_S,
     NAME_RE,
     PROJECT_ID_RE,
     REGION_RE,
@@ -35,16 +39,22 @@ from fgsync.config.model import (
 )
 
 
-def _show(value: Any) -> str:
-    """A value as TOML would spell it, shortened so one bad line stays one line."""
-    if isinstance(value, bool):
+def _show(value: Any, depth: int = 0) -> str:
+    """A value as TOML would spell it, shortened so one bad line stays one line.
+
+    Nesting below a few levels shows as ``...``: the line is cut at 160 characters anyway, and a value nested
+    hundreds of levels deep (which tomllib still parses) must not exhaust the stack here.
+    """
+    if isinstance(value, (list, dict)) and depth >= 8:
+        text = "[...]" if isinstance(value, list) else "{...}"
+    elif isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, str):
         text = json.dumps(value, ensure_ascii=False)
     elif isinstance(value, list):
-        text = "[" + ", ".join(_show(item) for item in value) + "]"
+        text = "[" + ", ".join(_show(item, depth + 1) for item in value) + "]"
     elif isinstance(value, dict):
-        text = "{" + ", ".join(f"{k} = {_show(v)}" for k, v in value.items()) + "}"
+        text = "{" + ", ".join(f"{k} = {_show(v, depth + 1)}" for k, v in value.items()) + "}"
     else:
         text = str(value)
     return text if len(text) <= 160 else text[:157] + "..."
@@ -85,6 +95,7 @@ class _Checker:
             endpoint = endpoint or default_endpoint(region)
             iam_endpoint = iam_endpoint or default_iam_endpoint(region)
         ca_bundle = top.path("ca_bundle", "a PEM file of extra CA certificates", kind="file")
+        request_timeout_s = top.seconds("request_timeout_s", MAX_REQUEST_TIMEOUT_S)
         auth = _Table(self, top.table("auth"), "auth.", AUTH_KEYS)
         auth_config = AuthConfig(
             method=auth.choice("method", ("token", "aksk")) or "token",
@@ -105,6 +116,7 @@ class _Checker:
             auth=auth_config,
             watch=watch,
             functions=functions,
+            request_timeout_s=DEFAULT_REQUEST_TIMEOUT_S if request_timeout_s is None else request_timeout_s,
         )
 
     def watch(self, table: _Table) -> WatchConfig:
@@ -182,6 +194,7 @@ class _Checker:
         depends = t.strings("depend_version_list", "dependency version ids")
         kms_key_id = t.string("kms_key_id", "must be a KMS key id (a non-empty string)")
         invoke_event = t.path("invoke_event", "the path of a JSON event file")
+        build_timeout_s = t.seconds("build_timeout_s", MAX_BUILD_TIMEOUT_S)
         if len(self.problems) > before or name is None or source is None or urn is None:
             return None
         return FunctionConfig(
@@ -198,6 +211,7 @@ class _Checker:
             depend_version_list=depends,
             kms_key_id=kms_key_id,
             invoke_event=invoke_event,
+            build_timeout_s=DEFAULT_BUILD_TIMEOUT_S if build_timeout_s is None else build_timeout_s,
         )
 
     def urn(self, t: _Table, region: Optional[str], project_id: Optional[str], package: Optional[str]) -> Optional[str]:
@@ -302,6 +316,17 @@ class _Table:
             self.checker.bad(self.prefix + key, value, allowed)
             return None
         return value
+
+    def seconds(self, key: str, maximum: float) -> Optional[float]:
+        """A duration in seconds: an integer or float, > 0 and <= maximum; None when absent or bad."""
+        value = self.data.get(key)
+        if value is None:
+            return None
+        # bool is an int subclass; nan fails every comparison and inf fails the maximum.
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= maximum:
+            self.checker.bad(self.prefix + key, value, f"must be a number of seconds, > 0 and at most {maximum:g}")
+            return None
+        return float(value)
 
     def strings(self, key: str, what: str) -> Optional[tuple[str, ...]]:
         value = self.data.get(key)

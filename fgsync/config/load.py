@@ -26,8 +26,10 @@ from fgsync.config.model import (
     AUTH_KEYS,
     CONFIG_ENV,
     CONFIG_FILENAME,
+    DEFAULT_BUILD_TIMEOUT_S,
     DEFAULT_DEBOUNCE_MS,
     DEFAULT_MAX_WAIT_MS,
+    DEFAULT_REQUEST_TIMEOUT_S,
     FUNCTION_KEYS,
     NAME_RE,
     PROJECT_ID_RE,
@@ -100,7 +102,7 @@ def load_config(path: Path) -> Config:
             one per line, each naming the file, the key path, the value and what is allowed.
     """
     path = Path(os.path.abspath(path))
-    shown = _display(path)
+    shown = display_path(path)
     try:
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
@@ -113,6 +115,13 @@ def load_config(path: Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{shown}: {_syntax_error(str(exc), text)}", path=str(path)) from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively and has no depth limit of its own.
+        raise ConfigError(
+            f"{shown}: a value is nested too deeply (arrays or inline tables inside each other hundreds of levels "
+            f"deep); no key of {CONFIG_FILENAME} takes more than one level",
+            path=str(path),
+        ) from None
     checker = _Checker(shown, path.parent)
     config = checker.config(path, data)
     if checker.problems:
@@ -143,12 +152,12 @@ def select_functions(config: Config, names: Sequence[str]) -> tuple[FunctionConf
         listed = ", ".join(f"{n!r}{h}" for n, h in zip(unknown, hints))
         known = ", ".join(sorted(by_name))
         noun = "function" if len(unknown) == 1 else "functions"
-        raise UsageError(f"unknown {noun} {listed}; {_display(config.path)} defines: {known}")
+        raise UsageError(f"unknown {noun} {listed}; {display_path(config.path)} defines: {known}")
     return tuple(by_name[name] for name in dict.fromkeys(names))
 
 
-def _display(path: Path) -> str:
-    """The path as the user will recognise it: relative to cwd when it lies below it."""
+def display_path(path: Path) -> str:
+    """The path as the user will recognise it: relative to cwd when it lies below it (how messages name files)."""
     try:
         return str(path.relative_to(Path.cwd()))
     except (ValueError, OSError):
@@ -171,8 +180,10 @@ __all__ = [
     "AUTH_KEYS",
     "CONFIG_ENV",
     "CONFIG_FILENAME",
+    "DEFAULT_BUILD_TIMEOUT_S",
     "DEFAULT_DEBOUNCE_MS",
     "DEFAULT_MAX_WAIT_MS",
+    "DEFAULT_REQUEST_TIMEOUT_S",
     "FUNCTION_KEYS",
     "NAME_RE",
     "PROJECT_ID_RE",
@@ -187,6 +198,7 @@ __all__ = [
     "default_endpoint",
     "default_iam_endpoint",
     "default_urn",
+    "display_path",
     "find_config",
     "load_config",
     "select_functions",

@@ -11,12 +11,14 @@ from typing import Optional
 CONFIG_FILENAME = "fgsync.toml"
 CONFIG_ENV = "FGSYNC_CONFIG"
 
-TOP_KEYS = ("region", "project_id", "endpoint", "iam_endpoint", "ca_bundle", "auth", "watch", "function")
+TOP_KEYS = (
+    "region", "project_id", "endpoint", "iam_endpoint", "ca_bundle", "request_timeout_s", "auth", "watch", "function",
+)  # fmt: skip
 AUTH_KEYS = ("method", "user", "domain")
 WATCH_KEYS = ("debounce_ms", "max_wait_ms", "poll")
 FUNCTION_KEYS = (
     "name", "source", "urn", "package", "code_type", "code_filename", "artifact", "build", "exclude",
-    "use_gitignore", "depend_version_list", "kms_key_id", "invoke_event",
+    "use_gitignore", "depend_version_list", "kms_key_id", "invoke_event", "build_timeout_s",
 )  # fmt: skip
 #: Every key the file may hold, per table ("" is the top level); docs and tests check against it.
 SCHEMA: Mapping[str, tuple[str, ...]] = {
@@ -25,6 +27,14 @@ SCHEMA: Mapping[str, tuple[str, ...]] = {
 
 DEFAULT_DEBOUNCE_MS = 300
 DEFAULT_MAX_WAIT_MS = 3000
+#: Seconds one HTTP request may take, connect to the last byte of the answer (plus its body's time at 100 KB/s).
+DEFAULT_REQUEST_TIMEOUT_S = 60.0
+#: An hour: longer than any sane wait for one answer, short enough that a typo (6000 for 60) is caught.
+MAX_REQUEST_TIMEOUT_S = 3600.0
+#: Seconds a function's `build` command may run before it is stopped.
+DEFAULT_BUILD_TIMEOUT_S = 600.0
+#: A day: a build that needs longer is not part of a save-and-reload loop.
+MAX_BUILD_TIMEOUT_S = 86400.0
 
 REGION_RE = re.compile(r"^[a-z]{2}-[a-z]+-\d+$")
 PROJECT_ID_RE = re.compile(r"^[A-Za-z0-9]{32}$")
@@ -51,7 +61,7 @@ class FunctionConfig:
     depend_version_list: Optional[tuple[str, ...]]
     kms_key_id: Optional[str]
     invoke_event: Optional[Path]
-    build_timeout_s: float = 600.0
+    build_timeout_s: float = DEFAULT_BUILD_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -85,6 +95,7 @@ class Config:
     auth: AuthConfig
     watch: WatchConfig
     functions: tuple[FunctionConfig, ...]
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
 
 
 def default_endpoint(region: str) -> str:

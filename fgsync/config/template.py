@@ -14,6 +14,12 @@ _TOP_DOCS = (
     ("endpoint", '"https://functiongraph.{region}.myhuaweicloud.com"', "default derived from region"),
     ("iam_endpoint", '"https://iam.{region}.myhuaweicloud.com"', "default derived from region"),
     ("ca_bundle", '"corp-ca.pem"', "extra CA file; TLS verification is never off"),
+    (
+        "request_timeout_s",
+        "60",
+        "longest one HTTP request may take (connect to last byte, plus its body at 100 KB/s); then a retryable "
+        "network error",
+    ),
 )
 _AUTH_DOCS = (
     ("method", '"token"', '"token" (IAM token in the OS keyring; default) or "aksk" (signed requests)'),
@@ -37,6 +43,7 @@ _FUNCTION_DOCS = (
     ("depend_version_list", '["..."]', "dependency version ids; default: keep the function's current list"),
     ("kms_key_id", '"..."', "KMS key that encrypts the code"),
     ("invoke_event", '"events/{name}.json"', "the event for `fgsync invoke` and `watch --invoke`"),
+    ("build_timeout_s", "600", "a build still running after this long is stopped and reported"),
 )
 
 

@@ -8,6 +8,7 @@ authenticate → project check → handle. Answers carry ``X-Request-Id``; error
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import hashlib
 import json
 import logging
@@ -314,12 +315,12 @@ class Emulator:
                 answer = control.handle(self, method, path, environ)
             except EmulatorError as exc:
                 answer = error_answer(exc)
-            return respond(start_response, answer, request_id)
+            return self._respond(start_response, answer, request_id)
         route, params, known = match_route(method, path)
         if route is None:
             code, status = ("APIGW.0101", 404) if not known else ("FSS.0405", 405)
             text = "The API does not exist or has not been published in the environment"
-            return respond(start_response, error_answer(EmulatorError(status, code, text)), request_id)
+            return self._respond(start_response, error_answer(EmulatorError(status, code, text)), request_id)
         with self._counts_lock:
             self._calls[route] += 1
         try:
@@ -327,6 +328,12 @@ class Emulator:
         except EmulatorError as exc:
             answer = iam_error_answer(exc) if isinstance(exc, IamError) else error_answer(exc)
         log.debug("%s %s -> %d", method, path, answer.status)
+        return self._respond(start_response, answer, request_id)
+
+    def _respond(self, start_response: StartResponse, answer: Answer, request_id: str) -> Iterable[bytes]:
+        # The gateway's Date is its own clock (RFC 9110 asks every origin server with a clock to send one);
+        # a client whose signed requests are refused for their time compares it with its X-Sdk-Date.
+        answer.headers.append(("Date", email.utils.formatdate(self.clock(), usegmt=True)))
         return respond(start_response, answer, request_id)
 
     def _dispatch(self, route: str, params: dict[str, str], environ: WsgiEnviron, request_id: str) -> Answer:

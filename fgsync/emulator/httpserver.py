@@ -277,7 +277,9 @@ class WsgiHandler(BaseHTTPRequestHandler):
         code = int(code_text)
         no_body = code in _NO_BODY_STATUS or code < 200
         self.log_request(code)
-        lines = [f"HTTP/1.1 {code} {reason}", f"Server: {self.server_version}", f"Date: {self.date_time_string()}"]
+        lines = [f"HTTP/1.1 {code} {reason}", f"Server: {self.server_version}"]
+        if not any(name.lower() == "date" for name, _ in headers):  # the app's own clock wins (a skewed gateway)
+            lines.append(f"Date: {self.date_time_string()}")
         has_length = False
         for name, value in headers:
             lower = name.lower()

@@ -1,7 +1,8 @@
 """Talking to the cloud (the face the rest of fgsync imports): the FunctionGraph client over httpx, its typed
-errors and its retry policy.
+errors, its retry policy and the overall deadline of every request.
 
-Modules: ``client`` (the calls, the error mapping, the retries).
+Modules: ``client`` (the calls, the retries), ``errors`` (answers and transport failures -> the messages users
+read), ``deadline`` (connect-to-last-byte budgets, enforced at the sockets).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from fgsync.remote.client import (
     RemoteCode,
     RemoteConfig,
     RetryPolicy,
-    error_from_response,
 )
+from fgsync.remote.deadline import UPLOAD_BYTES_PER_S, install_deadlines, request_budget, request_deadline
+from fgsync.remote.errors import error_from_response, host_port, network_error
 
 __all__ = [
+    "UPLOAD_BYTES_PER_S",
     "FunctionGraphClient",
     "Invocation",
     "ProgressHook",
@@ -24,4 +27,9 @@ __all__ = [
     "RemoteConfig",
     "RetryPolicy",
     "error_from_response",
+    "host_port",
+    "install_deadlines",
+    "network_error",
+    "request_budget",
+    "request_deadline",
 ]

@@ -1,9 +1,11 @@
-"""FunctionGraph client over httpx: the calls fgsync uses, typed errors, and the retry policy.
+"""FunctionGraph client over httpx: the calls fgsync uses, and the retry policy.
 
 The client takes plain values (endpoint, project id, an ``httpx.Auth``) and never reads the config. Every answer
 that is not a success becomes an :class:`~fgsync.errors.ApiError` carrying the HTTP status, the service's code and
-message, and the request id. Connection and read failures, 408, 429 and 5xx are retried with capped exponential
-backoff and full jitter; other 4xx are not.
+message, and the request id; a redirect, a proxy's HTML page or a clock-skew 401 each say what to check
+(:mod:`fgsync.remote.errors`). Every request has an overall deadline (:mod:`fgsync.remote.deadline`). Network
+failures (but not TLS verification), 408, 429 and 5xx are retried with capped exponential backoff and full
+jitter; other 4xx are not.
 """
 
 from __future__ import annotations
@@ -21,15 +23,18 @@ from urllib.parse import quote
 
 import httpx
 
-from fgsync.errors import ApiError, AuthApiError, NetworkError, TransientApiError
+from fgsync.errors import ApiError, NetworkError, TransientApiError
+from fgsync.remote.deadline import install_deadlines, request_budget, request_deadline
+from fgsync.remote.errors import error_from_response, host_port, html_summary, network_error
 
 log = logging.getLogger(__name__)
 
 ProgressHook = Callable[[int, int], None]
 Verify = Union[ssl.SSLContext, bool]
 
-_TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _UPLOAD_CHUNK = 256 * 1024
+#: The longest wait for a TCP connection, when the request's budget is longer.
+_CONNECT_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,8 @@ class FunctionGraphClient:
         transport: an httpx transport, e.g. ``httpx.WSGITransport(app=...)`` in tests.
         retry: the retry policy for transient failures.
         sleep: how to wait between retries (tests pass a fake).
+        timeout: ``request_timeout_s``: the longest one request may take, connect to the last byte of the
+            answer, plus the time its body needs at 100 KB/s; then it fails as a retryable NetworkError.
     """
 
     def __init__(
@@ -124,13 +131,15 @@ class FunctionGraphClient:
         self._retry = retry
         self._sleep = sleep
         self._rng = rng
+        self._timeout = timeout
         self._http = httpx.Client(
             auth=auth,
             verify=verify,
             transport=transport,
-            timeout=httpx.Timeout(timeout, connect=10.0),
+            timeout=httpx.Timeout(timeout, connect=min(_CONNECT_TIMEOUT, timeout)),
             headers={"User-Agent": _user_agent()},
         )
+        install_deadlines(self._http)
 
     def close(self) -> None:
         self._http.close()
@@ -146,12 +155,18 @@ class FunctionGraphClient:
         return f"{self.endpoint}/v2/{self.project_id}/fgs/functions/{quote(urn, safe='')}/{suffix}"
 
     def show_code(self, urn: str) -> RemoteCode:
-        """ShowFunctionCode: the function's current code fingerprint (``digest``) and dependencies."""
-        return _remote_code(_json_body(self._call("GET", self._function_url(urn, "code"))))
+        """ShowFunctionCode: the function's current code fingerprint (``digest``) and dependencies.
+
+        Raises:
+            ApiError: the answer has no digest (see :func:`_with_digest`).
+        """
+        response = self._call("ShowFunctionCode", "GET", self._function_url(urn, "code"))
+        return _remote_code(_with_digest(response, "ShowFunctionCode"))
 
     def show_config(self, urn: str) -> RemoteConfig:
         """ShowFunctionConfig: runtime, handler, memory, timeout, code size and digest."""
-        data = _json_body(self._call("GET", self._function_url(urn, "config")))
+        response = self._call("ShowFunctionConfig", "GET", self._function_url(urn, "config"))
+        data = _with_digest(response, "ShowFunctionConfig")
         return RemoteConfig(
             urn=str(data.get("func_urn") or urn),
             name=str(data.get("func_name") or ""),
@@ -194,16 +209,18 @@ class FunctionGraphClient:
         if kms_key_id:
             body["code_encrypt_kms_key_id"] = kms_key_id
         payload = json.dumps(body, separators=(",", ":")).encode("ascii")
-        response = self._call("PUT", self._function_url(urn, "code"), body=payload, progress=progress)
-        return _remote_code(_json_body(response))
+        url = self._function_url(urn, "code")
+        response = self._call("UpdateFunctionCode", "PUT", url, body=payload, progress=progress)
+        return _remote_code(_json_body(response, "UpdateFunctionCode"))
 
     def invoke(self, urn: str, event: bytes) -> Invocation:
         """Sync InvokeFunction with the v1 answer and the log tail. Not retried: a handler may have effects."""
         started = time.monotonic()
         headers = {"X-Cff-Log-Type": "tail", "X-CFF-Request-Version": "v1"}
-        response = self._call("POST", self._function_url(urn, "invocations"), body=event, headers=headers, retries=0)
+        url = self._function_url(urn, "invocations")
+        response = self._call("InvokeFunction", "POST", url, body=event, headers=headers, retries=0)
         ms = int((time.monotonic() - started) * 1000)
-        data = _json_body(response)
+        data = _json_body(response, "InvokeFunction")
         try:
             summary = json.loads(response.headers.get("X-Cff-Invoke-Summary") or "{}")
         except ValueError:
@@ -222,6 +239,7 @@ class FunctionGraphClient:
 
     def _call(
         self,
+        call: str,
         method: str,
         url: str,
         *,
@@ -235,11 +253,12 @@ class FunctionGraphClient:
             try:
                 return self._once(method, url, body=body, headers=headers, progress=progress)
             except (NetworkError, TransientApiError) as error:
-                if attempt + 1 >= attempts:
+                if not error.retryable or attempt + 1 >= attempts:
                     raise
                 wait = error.retry_after
                 delay = min(self._retry.cap, wait) if wait is not None else self._retry.delay(attempt, self._rng)
-                log.info("%s %s failed (%s); retry %d in %.2f s", method, _path(url), error, attempt + 1, delay)
+                # The call's name, not its path: the URN-laden path is noise, and the message names the host.
+                log.info("%s: %s; retry %d of %d in %.1f s", call, error, attempt + 1, attempts - 1, delay)
                 self._sleep(delay)
         raise AssertionError("unreachable")
 
@@ -258,72 +277,68 @@ class FunctionGraphClient:
         if body is not None and progress is not None:
             request_headers["Content-Length"] = str(len(body))
             content = _ProgressBody(body, progress)
-        try:
-            response = self._http.request(method, url, content=content, headers=request_headers)
-        except httpx.TransportError as error:
-            raise NetworkError(f"{method} {_path(url)}: {_describe_transport_error(error)}") from None
+        budget = request_budget(self._timeout, len(body or b""))
+        timeout = httpx.Timeout(budget, connect=min(_CONNECT_TIMEOUT, budget))
+        with request_deadline(budget) as limit:
+            try:
+                response = self._http.request(method, url, content=content, headers=request_headers, timeout=timeout)
+            except httpx.TransportError as error:
+                raise network_error(error, httpx.URL(url), budget=limit, request_timeout=self._timeout) from None
         if response.is_success:
             return response
         raise error_from_response(response)
 
 
-def error_from_response(response: httpx.Response) -> ApiError:
-    """Turn an error answer into the matching ApiError subclass.
+def _json_body(response: httpx.Response, call: str) -> dict[str, Any]:
+    """The JSON object of a successful answer ({} for an empty body).
 
-    FunctionGraph answers ``{"error_code", "error_msg"}``; some gateways (and IAM) ``{"error": {"code",
-    "message"}}``; codes are not always ``FSS.`` (``APIGW.``, ``FGS.``), so none is hard-coded.
+    Raises:
+        ApiError: the body is not a JSON object (an HTML page from a proxy, a truncated document).
     """
-    status = response.status_code
-    code, message = _parse_error_body(response)
-    request_id = response.headers.get("X-Request-Id") or response.headers.get("X-Openstack-Request-Id")
-    kwargs: dict[str, Any] = {"status": status, "code": code or f"HTTP.{status}", "request_id": request_id}
-    if status == 401:
-        return AuthApiError(message, **kwargs)
-    if status in _TRANSIENT_STATUSES:
-        error = TransientApiError(message, retryable=True, **kwargs)
-        error.retry_after = _retry_after(response.headers.get("Retry-After"))
-        return error
-    return ApiError(message, **kwargs)
-
-
-def _parse_error_body(response: httpx.Response) -> tuple[str, str]:
+    if not response.content:
+        return {}
+    request_id = response.headers.get("X-Request-Id")
     try:
         data = response.json()
     except (ValueError, UnicodeDecodeError):
-        data = None
-    if isinstance(data, dict):
-        if "error_code" in data or "error_msg" in data:
-            return str(data.get("error_code") or ""), str(data.get("error_msg") or response.reason_phrase)
-        inner = data.get("error")
-        if isinstance(inner, dict):
-            return str(inner.get("code") or ""), str(inner.get("message") or response.reason_phrase)
-    text = response.text.strip().replace("\n", " ")
-    return "", (text[:200] if text else response.reason_phrase or "no message")
-
-
-def _retry_after(value: Optional[str]) -> Optional[float]:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
-def _json_body(response: httpx.Response) -> dict[str, Any]:
-    if not response.content:
-        return {}
-    try:
-        data = response.json()
-    except ValueError:
-        raise ApiError(
-            "the service answered with something that is not JSON",
-            status=response.status_code,
-            request_id=response.headers.get("X-Request-Id"),
-        ) from None
+        what = html_summary(response) or "something that is not JSON"
+        raise ApiError(f"{call} answered with {what}", status=response.status_code, request_id=request_id) from None
     if not isinstance(data, dict):
-        raise ApiError("the service answered with an unexpected JSON document", status=response.status_code)
+        raise ApiError(
+            f"{call} answered with a JSON {type(data).__name__}, not an object",
+            status=response.status_code,
+            request_id=request_id,
+        )
     return data
+
+
+def _with_digest(response: httpx.Response, call: str) -> dict[str, Any]:
+    """The answer's JSON object, which must carry the code's ``digest``.
+
+    Without it fgsync cannot tell what code the function runs: an empty digest would match no record, skip the
+    drift check and upload blindly (or call an in-sync function drifted). Not retryable: a complete 200 answer
+    is what that server means to send, so asking again asks the same question; `watch` reports it and the next
+    change tries again.
+
+    Raises:
+        ApiError: the body is empty, not a JSON object, or has no non-empty ``digest`` string.
+    """
+    data = _json_body(response, call)
+    digest = data.get("digest")
+    if isinstance(digest, str) and digest.strip():
+        return data
+    if not response.content:
+        what = "an empty body"
+    elif digest is None:
+        what = "without a digest"
+    else:
+        what = f"an unusable digest ({json.dumps(digest)[:40]})"
+    raise ApiError(
+        f"{call} at {host_port(response.url)} answered {what}: fgsync cannot tell what code the function runs, so "
+        "it neither skips nor uploads; is `endpoint` in fgsync.toml the FunctionGraph API?",
+        status=response.status_code,
+        request_id=response.headers.get("X-Request-Id"),
+    )
 
 
 def _remote_code(data: Mapping[str, Any]) -> RemoteCode:
@@ -362,27 +377,6 @@ def _int(value: Any) -> int:
         return int(value)
     except (TypeError, ValueError):
         return 0
-
-
-def _path(url: str) -> str:
-    return httpx.URL(url).path
-
-
-def _describe_transport_error(error: httpx.TransportError) -> str:
-    kind = {
-        httpx.ConnectError: "cannot connect",
-        httpx.ConnectTimeout: "connection timed out",
-        httpx.ReadTimeout: "timed out waiting for the answer",
-        httpx.WriteTimeout: "timed out sending the request",
-        httpx.RemoteProtocolError: "the connection was dropped",
-        httpx.ReadError: "the connection broke while reading the answer",
-        httpx.WriteError: "the connection broke while sending",
-    }
-    for cls, text in kind.items():
-        if isinstance(error, cls):
-            detail = str(error)
-            return f"{text} ({detail})" if detail else text
-    return str(error) or type(error).__name__
 
 
 def _user_agent() -> str:

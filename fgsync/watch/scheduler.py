@@ -12,13 +12,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from fgsync.errors import AuthApiError, BuildError, CredentialsError, FgsyncError
+from fgsync.errors import AuthApiError, BuildError, ClockSkewError, CredentialsError, FgsyncError, KeyringError
 from fgsync.events import WAIT_GIT_LOCK, Event, error_event
 
 logger = logging.getLogger(__name__)
 
 LOGIN_HINT = "run `fgsync login`; the function resumes by itself once credentials work"
 RESUME_HINT = "the function resumes by itself once credentials work"
+#: No keyring backend: the keyring library chose it when fgsync started, and the environment was read then too.
+NO_KEYRING_HINT = (
+    "a keyring installed now, FGSYNC_TOKEN, or CLOUD_SDK_AK and CLOUD_SDK_SK take effect when `fgsync watch` "
+    "starts again"
+)
+KEYRING_HINT = (
+    "the function resumes by itself once the keyring answers (unlocked); FGSYNC_TOKEN, or CLOUD_SDK_AK and "
+    "CLOUD_SDK_SK, take effect when `fgsync watch` starts again"
+)
 
 
 def no_stamp() -> str:
@@ -256,11 +265,19 @@ class Scheduler:
             logger.info("%s: credentials still refused", name)
             return None
         state.paused = True
-        # CredentialsError messages already say how to log in; a 401 from the service does not.
-        hint = RESUME_HINT if "fgsync login" in error.message else LOGIN_HINT
+        hint = self._pause_hint(error)
         return error_event(
             name, error.code, f"{error.message} — {hint}", retry_in_ms=round(self.timing.auth_retry * 1000)
         )
+
+    def _pause_hint(self, error: FgsyncError) -> str:
+        """What gets the function going again; "run `fgsync login`" only where a login can help."""
+        if isinstance(error, KeyringError):
+            return NO_KEYRING_HINT if error.absent else KEYRING_HINT
+        if isinstance(error, ClockSkewError):  # its message says to fix the clock; the periodic retry notices
+            return f"fgsync tries again every {self.timing.auth_retry:g} s"
+        # CredentialsError messages already say how to log in; a 401 from the service does not.
+        return RESUME_HINT if "fgsync login" in error.message else LOGIN_HINT
 
     def next_wakeup(self, now: float) -> Optional[float]:
         """The earliest future time at which :meth:`due` may start something without a new change."""

@@ -420,3 +420,22 @@ def test_inject_rejects_nonsense() -> None:
         emu.inject("show_code")
     with pytest.raises(ValueError, match="400-599"):
         emu.inject("show_code", status=200)
+
+
+def test_an_injected_throttle_says_how_long_to_wait(emulator: Any) -> None:
+    emu = emulator.emulator
+    emu.create_function("hello")
+    emu.inject("show_code", status=429, code="FSS.0429", retry_after=2, times=1)
+    urn = f"urn:fss:cn-north-4:{emu.project_id}:function:default:hello:latest"
+    with httpx.Client(base_url=emulator.url, headers={"X-Auth-Token": TOKEN}) as client:
+        answer = client.get(f"/v2/{emu.project_id}/fgs/functions/{urn}/code")
+        assert answer.status_code == 429 and answer.headers["Retry-After"] == "2"
+        assert answer.json()["error_code"] == "FSS.0429"
+        created = client.post(
+            "/_emulator/faults", json={"route": "show_code", "status": 429, "retry_after": 1.5, "times": 1}
+        )
+        assert created.status_code == 201
+        assert client.get(f"/v2/{emu.project_id}/fgs/functions/{urn}/code").headers["Retry-After"] == "1.5"
+        assert client.get(f"/v2/{emu.project_id}/fgs/functions/{urn}/code").status_code == 200
+    with pytest.raises(ValueError, match="retry_after goes with an error answer"):
+        emu.inject("show_code", delay=1, retry_after=1)

@@ -179,16 +179,26 @@ class Emulator:
         drop: bool = False,
         times: int = 1,
         drop_after: bool = False,
+        retry_after: Optional[float] = None,
     ) -> None:
         """Make the next ``times`` calls of ``route`` fail (negative ``times``: until :meth:`clear_faults`).
 
         A fault waits ``delay`` seconds, then drops the connection (``drop``), answers the error
         (``status``/``code``/``message``; code defaults to ``FSS.0<status>``), or lets the call through.
         ``drop_after`` lets the call through (an update is applied and counted) and then drops the connection
-        instead of answering: the client cannot tell whether it worked.
+        instead of answering: the client cannot tell whether it worked. ``retry_after`` adds a ``Retry-After``
+        header (seconds) to the error answer, as a throttling gateway does.
         """
         fault = make_fault(
-            route, status=status, code=code, message=message, delay=delay, drop=drop, times=times, drop_after=drop_after
+            route,
+            status=status,
+            code=code,
+            message=message,
+            delay=delay,
+            drop=drop,
+            times=times,
+            drop_after=drop_after,
+            retry_after=retry_after,
         )
         self.faults.add(route, fault)
 
@@ -357,7 +367,7 @@ class Emulator:
                 raise DroppedConnection(f"injected fault: connection dropped on {route}")
             error = fault.error()
             if error is not None:
-                raise EmulatorError(*error)
+                raise EmulatorError(*error, retry_after=fault.retry_after)
         if body_error is not None:
             raise body_error
         if fault is None or not fault.drop_after:

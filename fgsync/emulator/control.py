@@ -4,7 +4,7 @@
 method   path                             what it does
 =======  ===============================  ===================================================================
 POST     /_emulator/faults                inject a fault: JSON {route, status, code, message, delay_ms, drop,
-                                          drop_after, times}
+                                          drop_after, retry_after, times}
 DELETE   /_emulator/faults                clear every fault
 GET      /_emulator/stats                 calls per route, uploads per function URN, functions, pending faults
 POST     /_emulator/expire-tokens         every token issued so far (and the start-up token) answers 401
@@ -35,7 +35,8 @@ _DEPENDENCY_FILE = re.compile(r"^/_emulator/dependency-files/(?P<id>[^/]+)\.zip$
 
 def _fault_args(body: Mapping[str, Any]) -> dict[str, Any]:
     """Keyword arguments for ``Emulator.inject`` from the JSON body (400 on wrong types)."""
-    unknown = sorted(set(body) - {"route", "status", "code", "message", "delay_ms", "drop", "drop_after", "times"})
+    known = {"route", "status", "code", "message", "delay_ms", "drop", "drop_after", "retry_after", "times"}
+    unknown = sorted(set(body) - known)
     if unknown:
         raise EmulatorError(400, "FSS.0400", f"unknown fault fields: {', '.join(unknown)}")
     checks: dict[str, tuple[type, ...]] = {
@@ -45,6 +46,7 @@ def _fault_args(body: Mapping[str, Any]) -> dict[str, Any]:
         "delay_ms": (int, float),
         "drop": (bool,),
         "drop_after": (bool,),
+        "retry_after": (int, float),
         "times": (int,),
     }
     for key, types in checks.items():
@@ -58,6 +60,7 @@ def _fault_args(body: Mapping[str, Any]) -> dict[str, Any]:
         "delay": float(body.get("delay_ms") or 0) / 1000.0,
         "drop": bool(body.get("drop", False)),
         "drop_after": bool(body.get("drop_after", False)),
+        "retry_after": float(body["retry_after"]) if body.get("retry_after") is not None else None,
         "times": int(body.get("times", 1)),
     }
 

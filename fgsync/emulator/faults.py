@@ -44,6 +44,8 @@ class Fault:
     remaining: int
     #: Handle the call (an update is applied), then drop the connection instead of answering.
     drop_after: bool = False
+    #: Seconds for the error answer's ``Retry-After`` header.
+    retry_after: Optional[float] = None
 
     def error(self) -> Optional[tuple[int, str, str]]:
         """The error answer (status, code, message), or None when the fault only delays or drops."""
@@ -68,6 +70,7 @@ def make_fault(
     drop: bool = False,
     times: int = 1,
     drop_after: bool = False,
+    retry_after: Optional[float] = None,
 ) -> Fault:
     """Validate the arguments of ``Emulator.inject`` and build the fault.
 
@@ -85,6 +88,8 @@ def make_fault(
         raise ValueError("times must be positive, or negative for 'until cleared'")
     if drop_after and (drop or status is not None or code is not None):
         raise ValueError("drop_after lets the call through, then drops the answer: not with drop or status/code")
+    if retry_after is not None and (retry_after < 0 or (status is None and code is None)):
+        raise ValueError("retry_after goes with an error answer (status/code), and is >= 0")
     if status is None and code is None and not drop and not drop_after and delay == 0:
         raise ValueError("the fault does nothing: give status/code, delay, drop or drop_after")
     return Fault(
@@ -95,6 +100,7 @@ def make_fault(
         drop=drop,
         remaining=times,
         drop_after=drop_after,
+        retry_after=retry_after,
     )
 
 

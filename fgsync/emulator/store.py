@@ -32,11 +32,13 @@ _CST_OFFSET = 8 * 3600  # FunctionGraph answers times in UTC+08:00
 class EmulatorError(Exception):
     """An error the emulator answers as ``{"error_code", "error_msg"}`` with an HTTP status."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, *, retry_after: Optional[float] = None) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        #: Seconds for a ``Retry-After`` header (a throttled gateway says how long to wait).
+        self.retry_after = retry_after
 
 
 def not_found_function() -> EmulatorError:

@@ -52,8 +52,9 @@ def json_answer(status: int, payload: Any, headers: Optional[list[tuple[str, str
 
 
 def error_answer(error: EmulatorError) -> Answer:
-    """The service's error body: ``{"error_code": ..., "error_msg": ...}``."""
-    return json_answer(error.status, {"error_code": error.code, "error_msg": error.message})
+    """The service's error body: ``{"error_code": ..., "error_msg": ...}`` (and ``Retry-After`` when it says)."""
+    headers = [("Retry-After", f"{error.retry_after:g}")] if error.retry_after is not None else []
+    return json_answer(error.status, {"error_code": error.code, "error_msg": error.message}, headers)
 
 
 class IamError(EmulatorError):

@@ -29,8 +29,9 @@ NAMES = ("alpha", "beta", "gamma")
 FOLDERS = ("", "lib", "lib/deep", "static")
 
 
-def chaos_seconds() -> float:
-    return float(os.environ.get("FGSYNC_CHAOS_SECONDS", "120"))
+# Read at import: the tests' hygiene fixture drops every FGSYNC_* variable before a test runs.
+CHAOS_SECONDS = float(os.environ.get("FGSYNC_CHAOS_SECONDS", "120"))
+CHAOS_SEED = os.environ.get("FGSYNC_CHAOS_SEED")
 
 
 class Developer:
@@ -155,7 +156,7 @@ def cold(project: Path, name: str) -> str:
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_chaos_soak(tmp_path: Path, emulator: Any) -> None:
-    seed = int(os.environ.get("FGSYNC_CHAOS_SEED", str(random.randrange(10**9))))
+    seed = int(CHAOS_SEED) if CHAOS_SEED else random.randrange(10**9)
     rng = random.Random(seed)
     emu = emulator.emulator
     for name in NAMES:
@@ -165,7 +166,7 @@ def test_chaos_soak(tmp_path: Path, emulator: Any) -> None:
     developer = Developer(tmp_path, rng)
     saboteur = Saboteur(emu, rng)
     with Proc(tmp_path, "--json", "--debounce-ms", "150", "--max-wait-ms", "1500") as watch:
-        end = time.monotonic() + chaos_seconds()
+        end = time.monotonic() + CHAOS_SECONDS
         next_fault = time.monotonic()
         while time.monotonic() < end:
             assert watch.proc.poll() is None, watch.lines[-20:]
@@ -190,7 +191,7 @@ def test_chaos_soak(tmp_path: Path, emulator: Any) -> None:
     uploads = {n: emu.uploads(n) for n in NAMES}
     errors = Counter(e.get("code") for e in events if e["event"] == "error")
     print(
-        f"\nchaos soak, seed {seed}, {chaos_seconds():.0f} s: {sum(developer.done.values())} operations "
+        f"\nchaos soak, seed {seed}, {CHAOS_SECONDS:.0f} s: {sum(developer.done.values())} operations "
         f"{dict(developer.done)}; {sum(saboteur.done.values())} faults {dict(saboteur.done)}; "
         f"{len(pushed)} pushed events, uploads {uploads}; errors {dict(errors)}"
     )

@@ -505,3 +505,22 @@ def test_stop_lets_the_upload_in_flight_finish(tmp_path: Path) -> None:
         "message": "waiting for the upload of hello; Ctrl+C again to abort",
     }
     assert events.items[-1].fields == {"pending": []}
+
+
+def test_an_upload_the_service_holds_gets_a_sign_of_life(tmp_path: Path) -> None:
+    """No silence while the service holds a PUT: a `waiting` line after a while, then now and then."""
+    src = make_tree(tmp_path / "hello", {"index.py": "v1"})
+    events = Events()
+    sync = FakeSync(events)
+    sync.gate = threading.Event()
+    timing = Timing(backoff_base=0.05, lock_poll=0.05, inflight_notice_after=0.3, inflight_notice_every=0.4)
+    with running([make_fn("hello", src)], sync, events, timing=timing):
+        assert sync.entered.wait(10)
+        events.wait(lambda: len(events.named("waiting", "hello")) >= 2)
+        sync.gate.set()
+        idle(sync, events, "hello", 1)
+    first, second = events.named("waiting", "hello")[:2]
+    assert first.fields["reason"] == "in-flight"
+    assert first.fields["message"].startswith("the upload of hello is still in flight after ")
+    assert first.fields["message"].endswith(" s (waiting for the service)")
+    assert second.ts > first.ts

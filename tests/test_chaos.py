@@ -132,7 +132,8 @@ class Saboteur:
     def step(self) -> None:
         route = self.rng.choice(["update_code", "update_code", "show_code"])
         kind = self.rng.choice(["503", "429", "delay", "drop", "drop_after"])
-        times = self.rng.randint(1, 3)
+        # Up to 6 in a row: more than the client's own retries, so the daemon's backoff is exercised too.
+        times = self.rng.randint(1, 6)
         if kind == "503":
             self.emu.inject(route, status=503, times=times)
         elif kind == "429":

@@ -398,3 +398,28 @@ def test_lost_events_check_every_function_again(tmp_path: Path, capfd: pytest.Ca
     finally:
         pump.close()
     assert "Inotify queue overflowed" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("poll", [False, True], ids=["native", "poll"])
+def test_reads_wake_nothing_but_a_touch_does(tmp_path: Path, poll: bool) -> None:
+    """Content events only: the packager's walk, `grep -r` or an indexer reading the tree queue no event at all;
+    a touch (attributes only) still does."""
+    src = make_tree(tmp_path / "hello", {"index.py": "v1", "lib/a.py": "a", "lib/b.py": "b"})
+    source = FileEventSource([src], poll=poll, poll_interval=0.1)
+    delivered: list[str] = []  # everything the observer hands over, before fgsync's own filtering
+    dispatch = source._handler.dispatch
+    source._handler.dispatch = lambda event: (delivered.append(event.event_type), dispatch(event))[1]  # type: ignore[method-assign]
+    with source:
+        time.sleep(0.3)
+        while source.get(0) is not None:
+            pass
+        delivered.clear()
+        for path in src.rglob("*"):
+            if path.is_file():
+                path.read_bytes()
+        list(os.scandir(src / "lib"))
+        assert source.get(0.5) is None
+        assert delivered == []  # not even an "opened" reached the handler
+        os.utime(src / "lib" / "a.py")
+        event = source.get(5)
+        assert event is not None and event.path == str(src / "lib" / "a.py")

@@ -13,7 +13,19 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Optional
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+import watchdog.events
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
@@ -29,6 +41,22 @@ DEFAULT_POLL_INTERVAL = 0.5
 # (chmod +x flips the zip entry's mode to 0755).
 _FILE_EVENT_TYPES = frozenset({"created", "modified", "deleted", "moved", "closed", "attrib"})
 _DIR_EVENT_TYPES = frozenset({"created", "deleted", "moved"})
+
+#: The event classes the observer is asked for at all (watchdog >= 4 passes them to inotify as its mask): with
+#: no filter, inotify also reports every open and read-only close under a source, so the packager's own walk,
+#: `grep -r` or an IDE's indexer would wake the daemon thousands of times. Attribute changes must stay (a
+#: `touch`, `chmod +x`): watchdog >= 7 reports them as FileAttribEvent, older ones as FileModifiedEvent.
+CONTENT_EVENTS: list[type[FileSystemEvent]] = [
+    FileCreatedEvent,
+    DirCreatedEvent,
+    FileModifiedEvent,
+    FileDeletedEvent,
+    DirDeletedEvent,
+    FileMovedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    *[cls for cls in (getattr(watchdog.events, "FileAttribEvent", None),) if cls is not None],
+]
 
 
 class RawEvent(NamedTuple):
@@ -146,7 +174,7 @@ class FileEventSource:
         identity = _identity(root)
         if identity is None:
             return None, None
-        return self._observer.schedule(self._handler, str(root), recursive=True), identity
+        return self._observer.schedule(self._handler, str(root), recursive=True, event_filter=CONTENT_EVENTS), identity
 
     def _watch_error(self, exc: OSError) -> FgsyncError:
         if exc.errno in (errno.ENOSPC, errno.EMFILE):

@@ -73,7 +73,8 @@ class _Entry:
 
     record: Optional[PushRecord] = None
     pending: list[PendingSend] = field(default_factory=list)
-    #: Pending sends cleared in this process, so that a stale copy on an unwritable disk does not revive them.
+    #: Pending sends cleared in this process (by a record), so that a stale copy on an unwritable disk does not
+    #: revive them.
     forgotten: set[PendingSend] = field(default_factory=set)
 
 
@@ -257,19 +258,6 @@ class StateStore:
                     _why(error),
                 )
         return send
-
-    def forget_send(self, endpoint: str, urn: str, send: PendingSend) -> None:
-        """The service refused ``send`` outright (a 4xx answer): it never landed; drop it (best effort)."""
-        path = self._path(endpoint, urn)
-        with self._lock:
-            memory = self._memory.setdefault(path, _Entry())
-            memory.forgotten.add(send)
-            memory.pending = [p for p in memory.pending if p != send]
-            current = self._current(path, urn)
-            try:
-                self._write(path, endpoint, urn, current)
-            except OSError as error:
-                log.debug("could not update %s: %s", path, error)
 
     def _write(self, path: Path, endpoint: str, urn: str, entry: _Entry) -> None:
         payload: dict[str, Any] = {"format": _FORMAT, "endpoint": endpoint.rstrip("/"), "urn": urn}

@@ -18,8 +18,10 @@ sync or `status` that finds R equal to a pending SHA-512 records it as fgsync's 
 R), before deciding (:meth:`~fgsync.state.StateStore.reconcile`). This relies on what FunctionGraph documents
 ``digest`` to be, the SHA-512 of the function's code, and on what the service answers, the SHA-512 of the zip
 it received: fgsync compares R with what it sent, and a service whose digest meant something else would
-simply never match (fgsync would report drift, as before). A definite refusal (a 4xx answer other than 408)
-clears that pending send; an ambiguous failure (network error, timeout, 408, 5xx) keeps it.
+simply never match (fgsync would report drift, as before). A failed PUT keeps its pending send whatever the
+error: the client retries on its own, so an attempt that landed and lost its answer may be followed by one
+that was refused (a 429 that outlasts the retries, a 4xx) — and a kept pending send can only ever match a
+remote that holds exactly what fgsync sent (the last few are kept).
 
 The remote part of a sync (ShowFunctionCode → decide → PUT → record) holds the function's lock
 (:meth:`fgsync.locks.LockFolder.function`), so a `push` and a running `watch` never race on one function: the
@@ -287,7 +289,7 @@ def _push(
 ) -> SyncResult:
     depends = fn.depend_version_list if fn.depend_version_list is not None else remote.depend_version_list
     upload_started = clock()
-    send = store.begin_send(endpoint, fn.urn, package.sha512)
+    store.begin_send(endpoint, fn.urn, package.sha512)
     try:
         answer = client.update_code(
             fn.urn,
@@ -299,8 +301,7 @@ def _push(
             progress=progress,
         )
     except ApiError as error:
-        if _refused(error):  # it never landed; an ambiguous failure keeps the pending send
-            store.forget_send(endpoint, fn.urn, send)
+        # The pending send stays, refused or not: an earlier attempt of the client's own retries may have landed.
         if error.code in SAME_CODE_CODES:
             emit(Event("skipped", fn.name, {"reason": SKIP_SERVER_UNCHANGED}))
             return SyncResult(fn.name, "skipped", SKIP_SERVER_UNCHANGED, package, None, drift, _ms(clock() - started))
@@ -315,11 +316,6 @@ def _push(
     )
     store.put(endpoint, fn.urn, package.sha512, answer.digest)  # StateError: pushed, but not recorded
     return SyncResult(fn.name, "pushed", None, package, answer.digest, drift, _ms(clock() - started))
-
-
-def _refused(error: ApiError) -> bool:
-    """A definite refusal: a 4xx answer, except 408 (the service may have gone on with the request)."""
-    return error.status is not None and 400 <= error.status < 500 and error.status != 408
 
 
 def _ms(seconds: float) -> int:

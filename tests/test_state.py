@@ -112,25 +112,6 @@ def test_pending_sends_keep_the_few_newest_and_never_predate_the_record(tmp_path
     assert old not in store.pending("http://a", URN)
 
 
-def test_forget_send_drops_a_refused_upload_even_when_the_disk_copy_cannot_be_updated(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = StateStore(tmp_path)
-    send = store.begin_send("http://a", URN, "s1")
-    store.forget_send("http://a", URN, send)
-    assert store.pending("http://a", URN) == () and StateStore(tmp_path).pending("http://a", URN) == ()
-    again = store.begin_send("http://a", URN, "s2")
-
-    def full(*args: object) -> None:
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(os, "replace", full)  # the disk keeps its copy of the pending send
-    store.forget_send("http://a", URN, again)
-    assert store.pending("http://a", URN) == ()
-    monkeypatch.undo()
-    assert [p.sha512 for p in StateStore(tmp_path).pending("http://a", URN)] == ["s2"]
-
-
 def test_an_unwritable_state_folder_raises_state_error_and_keeps_the_record_in_memory(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

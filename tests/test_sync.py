@@ -77,27 +77,50 @@ def test_someone_elses_code_after_a_lost_answer_is_still_drift(fn: FunctionConfi
 
 
 @pytest.mark.parametrize(
-    ("fault", "kept"),
+    "fault",
     [
-        ({"status": 403, "code": "FSS.0403"}, False),
-        ({"status": 400, "code": "FSS.1011"}, False),
-        ({"status": 409, "code": "FSS.0409"}, False),
-        ({"status": 503}, True),
-        ({"status": 408}, True),
-        ({"drop": True}, True),
+        {"status": 403, "code": "FSS.0403"},
+        {"status": 400, "code": "FSS.1011"},
+        {"status": 409, "code": "FSS.0409"},
+        {"status": 429, "code": "FSS.0429", "times": 5},
+        {"status": 503},
+        {"status": 408},
+        {"drop": True},
     ],
-    ids=["403", "400", "409", "503", "408", "drop"],
+    ids=["403", "400", "409", "429", "503", "408", "drop"],
 )
-def test_a_refusal_clears_the_pending_send_and_an_ambiguous_failure_keeps_it(
-    fn: FunctionConfig, emulator: Any, fault: dict[str, Any], kept: bool
-) -> None:
+def test_a_failed_put_keeps_its_pending_send(fn: FunctionConfig, emulator: Any, fault: dict[str, Any]) -> None:
+    """Whatever the last attempt's answer, an earlier attempt of the client's retries may have landed."""
     emulator.emulator.inject("update_code", **fault)
     store = StateStore()
     with contextlib.suppress(ApiError):  # FSS.0409 is a skip, the others fail
         sync(fn, emulator, store, [])
-    sent = [package_function(fn).sha512] if kept else []
+    sent = [package_function(fn).sha512]
     assert [p.sha512 for p in store.pending(emulator.url, fn.urn)] == sent
     assert [p.sha512 for p in StateStore().pending(emulator.url, fn.urn)] == sent
+
+
+def test_a_landed_send_then_a_throttled_retry_is_not_drift(fn: FunctionConfig, emulator: Any) -> None:
+    """The chaos soak's find: attempt 1 lands and loses its answer, the client's retries then meet 429 until
+    they give up. The remote holds what fgsync sent: the next sync of a newer tree must not call it drift."""
+    emu = emulator.emulator
+    store = StateStore()
+    sync(fn, emulator, store, [])  # a first push: fgsync has a record
+    (fn.source / "index.py").write_text("def handler(event, context):\n    return 1\n")
+    emu.inject("update_code", drop_after=True)
+    emu.inject("update_code", status=429, code="FSS.0429", times=10)
+    credentials = resolve_credentials(iam_endpoint=emulator.url, project_id=PROJECT_ID, env={"FGSYNC_TOKEN": TOKEN})
+    retrying = RetryPolicy(attempts=3, base=0.01, cap=0.02)
+    client = FunctionGraphClient(emulator.url, PROJECT_ID, auth=credentials.auth(), retry=retrying)
+    with client, pytest.raises(ApiError) as caught:
+        sync_function(fn, client=client, store=store, endpoint=emulator.url, emit=lambda event: None)
+    assert caught.value.status == 429  # what the last of the client's attempts got
+    assert emu.function("hello").digest == package_function(fn).sha512  # attempt 1 landed
+    emu.clear_faults()
+    (fn.source / "index.py").write_text("def handler(event, context):\n    return 2\n")
+    events: list[Event] = []
+    sync(fn, emulator, StateStore(), events, no_overwrite=True)
+    assert [e.event for e in events] == ["packaged", "pushed"]
 
 
 def test_dry_run_neither_sends_nor_records(fn: FunctionConfig, emulator: Any) -> None:

@@ -1,4 +1,8 @@
-"""The object every command gets in ``ctx.obj``: global options, and the wiring of config, state and client."""
+"""The object every command gets in ``ctx.obj``: global options, and the wiring of config, state and client.
+
+Everything beyond click is imported where it is first used: `fgsync --version` and shell completion must not
+pay for the config loader, and `fgsync package` not for httpx (nor an env-credential `push` for keyring).
+"""
 
 from __future__ import annotations
 
@@ -12,12 +16,10 @@ from typing import TYPE_CHECKING, Optional
 
 import click
 
-from fgsync.cli.output import Reporter
-from fgsync.config import CONFIG_FILENAME, Config, display_path, find_config, load_config
-from fgsync.errors import ConfigError
-
-if TYPE_CHECKING:  # imported where used: httpx and keyring are slow to import and not every command needs them
+if TYPE_CHECKING:  # imported where used: see the module docstring
     from fgsync.auth.credentials import Credentials
+    from fgsync.cli.output import Reporter
+    from fgsync.config import Config
     from fgsync.remote import FunctionGraphClient
     from fgsync.state import StateStore
 
@@ -38,20 +40,27 @@ class AppContext:
     _config: Optional[Config] = field(default=None, repr=False)
     _store: Optional[StateStore] = field(default=None, repr=False)
     _ssl: dict[Optional[Path], ssl.SSLContext] = field(default_factory=dict, repr=False)
+    _bare_ssl: Optional[ssl.SSLContext] = field(default=None, repr=False)
 
     @property
     def reporter(self) -> Reporter:
         if self._reporter is None:
+            from fgsync.cli.output import Reporter
+
             self._reporter = Reporter(json_mode=self.json, quiet=self.quiet)
         return self._reporter
 
     def find_config_path(self) -> Path:
         """The config file the command should use (flag, $FGSYNC_CONFIG, nearest fgsync.toml)."""
+        from fgsync.config import find_config
+
         return find_config(self.config_path, env=os.environ, cwd=Path.cwd())
 
     def load_config(self) -> Config:
         """Find and load fgsync.toml once per command."""
         if self._config is None:
+            from fgsync.config import load_config
+
             self._config = load_config(self.find_config_path())
         return self._config
 
@@ -67,8 +76,14 @@ class AppContext:
         """TLS settings: the default trust store, plus `ca_bundle` when set. Verification is never off.
 
         Built once per CA bundle: loading the trust store costs milliseconds, and the IAM client and the
-        FunctionGraph client (rebuilt by `watch` when credentials change) share it.
+        FunctionGraph client (rebuilt by `watch` when credentials change) share it. With no https:// endpoint
+        (a local emulator) there is nothing to verify, and no trust store is loaded: the context has no CA at all,
+        so a TLS connection it were ever used for would fail, never pass unverified.
         """
+        if not _uses_tls(config):
+            if self._bare_ssl is None:
+                self._bare_ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies, and trusts no one
+            return self._bare_ssl
         context = self._ssl.get(config.ca_bundle)
         if context is None:
             import httpx
@@ -108,6 +123,11 @@ class AppContext:
         )
 
 
+def _uses_tls(config: Config) -> bool:
+    """Whether any endpoint of the config speaks https (only loopback emulators may be plain http)."""
+    return any(url.lower().startswith("https:") for url in (config.endpoint, config.iam_endpoint))
+
+
 def _load_ca_bundle(context: ssl.SSLContext, config: Config) -> None:
     """Add ``ca_bundle`` to the trust store, or a ConfigError (exit 2) that names the file, the key and the fix.
 
@@ -117,6 +137,9 @@ def _load_ca_bundle(context: ssl.SSLContext, config: Config) -> None:
     Raises:
         ConfigError: the file is not PEM, holds no certificate, or cannot be read.
     """
+    from fgsync.config import CONFIG_FILENAME, display_path
+    from fgsync.errors import ConfigError
+
     bundle = config.ca_bundle
     assert bundle is not None
     try:

@@ -54,6 +54,7 @@ __all__ = [
     "canonical_headers",
     "canonicalize_path",
     "format_date",
+    "is_ip_or_localhost",
     "quote_key",
     "request_string_to_sign",
     "sign_string",
@@ -142,7 +143,8 @@ def sign_string(sk: str, text: str) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-def _is_ip_or_localhost(host: str) -> bool:
+def is_ip_or_localhost(host: str) -> bool:
+    """True for an IP address or ``localhost``: hosts that are always addressed path style."""
     if host.lower() in ("localhost", "localhost."):
         return True
     try:
@@ -158,7 +160,7 @@ def virtual_host_bucket(host: str, bucket: Optional[str] = None) -> Optional[str
     With ``bucket`` given, the host is virtual-host style when it starts with ``{bucket}.``; without it, when it
     looks like ``{bucket}.obs.…``. IP addresses and ``localhost`` are always path style (as in the SDK).
     """
-    if _is_ip_or_localhost(host):
+    if is_ip_or_localhost(host):
         return None
     if bucket is not None:
         return bucket if host.lower().startswith(bucket.lower() + ".") else None

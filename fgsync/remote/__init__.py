@@ -1,7 +1,8 @@
 """Talking to the cloud (the face the rest of fgsync imports): the FunctionGraph client over httpx, its typed
-errors and its retry policy.
+errors and its retry policy; the OBS client for packages too large to send inline.
 
-Modules: ``client`` (the calls, the error mapping, the retries).
+Modules: ``client`` (the calls, the error mapping, the retries), ``obs`` (the OBS object calls, OBS's XML
+errors, object URLs and package keys).
 """
 
 from __future__ import annotations
@@ -15,13 +16,29 @@ from fgsync.remote.client import (
     RetryPolicy,
     error_from_response,
 )
+from fgsync.remote.obs import (
+    ObjectInfo,
+    ObsAuthError,
+    ObsClient,
+    ObsError,
+    ObsPermissionError,
+    default_obs_endpoint,
+    package_object_key,
+)
 
 __all__ = [
     "FunctionGraphClient",
     "Invocation",
+    "ObjectInfo",
+    "ObsAuthError",
+    "ObsClient",
+    "ObsError",
+    "ObsPermissionError",
     "ProgressHook",
     "RemoteCode",
     "RemoteConfig",
     "RetryPolicy",
+    "default_obs_endpoint",
     "error_from_response",
+    "package_object_key",
 ]

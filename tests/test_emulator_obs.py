@@ -87,6 +87,8 @@ def test_listing_pages_with_marker_and_groups_with_a_delimiter(emu: Emulator) ->
         assert "p/c" in rest and "p/d/2" in rest and "q/z" not in rest and "<IsTruncated>false" in rest
         grouped = client.get(f"/{BUCKET}/", params={"prefix": "p/", "delimiter": "/"}).text
         assert "<CommonPrefixes><Prefix>p/d/</Prefix></CommonPrefixes>" in grouped and "p/d/1" not in grouped
+        after = client.get(f"/{BUCKET}/", params={"prefix": "p/", "delimiter": "/", "marker": "p/d/"}).text
+        assert "<CommonPrefixes>" not in after and "<Contents>" not in after  # p/d/ is not listed twice
 
 
 def test_a_missing_bucket_is_404_no_such_bucket_and_buckets_are_not_made_by_a_put(emu: Emulator) -> None:

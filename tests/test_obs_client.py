@@ -18,7 +18,7 @@ from test_emulator import BASE, HELLO, FakeClock, make_emulator
 
 from fgsync.auth.obs_signer import ObsSigner
 from fgsync.emulator import Emulator, EmulatorServer, serve
-from fgsync.errors import EXIT_CREDENTIALS, EXIT_FAILED, AuthApiError, TransientApiError
+from fgsync.errors import EXIT_CREDENTIALS, EXIT_FAILED, ApiError, AuthApiError, TransientApiError
 from fgsync.remote.client import RetryPolicy
 from fgsync.remote.obs import (
     ObsAuthError,
@@ -136,6 +136,25 @@ def test_permission_and_bucket_errors_name_what_is_missing(emu: Emulator) -> Non
     with client_for(emu) as client, pytest.raises(ObsError) as nokey:
         client.get("nothing.zip")
     assert nokey.value.code == "NoSuchKey" and nokey.value.status == 404
+
+
+def test_a_bodyless_403_names_both_likely_causes() -> None:
+    """Real OBS answers a HEAD with no body, and may name no code either."""
+    transport = httpx.MockTransport(lambda request: httpx.Response(403, headers={"x-obs-request-id": "r1"}))
+    client = ObsClient(default_obs_endpoint("cn-north-4"), BUCKET, auth=ObsSigner(AK, SK), transport=transport)
+    with client, pytest.raises(ObsError) as caught:
+        client.head("k.zip")
+    assert caught.value.request_id == "r1" and caught.value.exit_code == EXIT_FAILED
+    assert "check the AK/SK" in caught.value.message and "obs:object:GetObject" in caught.value.message
+
+
+def test_a_non_obs_error_body_is_read_as_the_function_graph_client_reads_it() -> None:
+    body = {"error_code": "APIGW.0101", "error_msg": "The API does not exist"}
+    transport = httpx.MockTransport(lambda request: httpx.Response(404, json=body))
+    client = ObsClient("https://obs.example.com", BUCKET, auth=ObsSigner(AK, SK), transport=transport)
+    with client, pytest.raises(ApiError) as caught:
+        client.get("k.zip")
+    assert (caught.value.code, caught.value.error_msg) == ("APIGW.0101", "The API does not exist")
 
 
 def test_the_clock_being_off_is_said_as_such(emu: Emulator) -> None:

@@ -102,6 +102,17 @@ def test_obs_calls_with_temporary_keys_and_new_keys_when_obs_refuses_them(emu: E
     assert emu.calls("iam_securitytokens") == 2
 
 
+def test_a_head_refused_for_expired_keys_is_asked_again_with_new_ones(emu: Emulator) -> None:
+    emu.put_object(BUCKET, "h.zip", b"PK")
+    keys = temporary(emu)
+    with obs_client(emu, keys) as client:
+        assert client.head("h.zip") is not None
+        emu.expire_temporary_keys()
+        info = client.head("h.zip")  # a HEAD answer has no body: the code is in x-obs-error-code
+    assert info is not None and info.size == 2
+    assert emu.calls("iam_securitytokens") == 2 and emu.calls("obs_head") == 3
+
+
 def test_a_progress_body_is_sent_again_with_the_new_keys(emu: Emulator) -> None:
     sent: list[int] = []
     with serve(emu) as server:  # over a socket: in-process, httpx keeps the body it read the first time

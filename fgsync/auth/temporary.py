@@ -299,7 +299,7 @@ class ObsAuth(httpx.Auth):
         keys = self._keys.current()
         keys.signer(bucket=self._bucket, clock=self._clock).sign(request)
         response = yield request
-        if not (keys.temporary and response.status_code == 403 and b"InvalidAccessKeyId" in response.content):
+        if not (keys.temporary and response.status_code == 403 and _keys_refused(request, response)):
             return
         self._keys.invalidate(keys)
         if not _replayable(request):
@@ -310,3 +310,17 @@ class ObsAuth(httpx.Auth):
             return
         fresh.signer(bucket=self._bucket, clock=self._clock).sign(request)
         yield request
+
+
+def _keys_refused(request: httpx.Request, response: httpx.Response) -> bool:
+    """Whether a 403 says the keys are no longer valid (InvalidAccessKeyId: expired, revoked, unknown).
+
+    A HEAD answer has no body: unless OBS names the code in ``x-obs-error-code``, a 403 to a HEAD counts too (one
+    more IAM call at worst).
+    """
+    code: Optional[str] = response.headers.get("x-obs-error-code")
+    if code is not None:
+        return code == "InvalidAccessKeyId"
+    if request.method == "HEAD" and not response.content:
+        return True
+    return b"<Code>InvalidAccessKeyId</Code>" in response.content

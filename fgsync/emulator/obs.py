@@ -222,8 +222,8 @@ def _list(emu: Emulator, bucket: str, query_string: str, headers: list[tuple[str
     prefixes: list[str] = []
     truncated, next_marker = False, ""
     for obj in emu.obs.objects(bucket, prefix):
-        if obj.key <= marker:
-            continue
+        if obj.key <= marker or (delimiter and marker.endswith(delimiter) and obj.key.startswith(marker)):
+            continue  # a marker that is a common prefix skips the keys it stands for
         entry = obj.key
         if delimiter and delimiter in obj.key[len(prefix) :]:
             entry = obj.key[: obj.key.index(delimiter, len(prefix)) + len(delimiter)]

@@ -17,6 +17,7 @@ from fgsync.remote.client import (
     error_from_response,
 )
 from fgsync.remote.obs import (
+    MAX_OBS_PACKAGE_BYTES,
     ObjectInfo,
     ObsAuthError,
     ObsClient,
@@ -27,6 +28,7 @@ from fgsync.remote.obs import (
 )
 
 __all__ = [
+    "MAX_OBS_PACKAGE_BYTES",
     "FunctionGraphClient",
     "Invocation",
     "ObjectInfo",

@@ -49,6 +49,7 @@ from fgsync.remote.client import (
 
 __all__ = [
     "MAX_LIST_KEYS",
+    "MAX_OBS_PACKAGE_BYTES",
     "ObjectInfo",
     "ObsAuthError",
     "ObsClient",
@@ -61,6 +62,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_LIST_KEYS = 1000
+#: The largest code package (zipped) FunctionGraph takes through OBS; the same for a dependency through OBS.
+MAX_OBS_PACKAGE_BYTES = 314_572_800
 _TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _AUTH_CODES = frozenset({"SignatureDoesNotMatch", "InvalidAccessKeyId"})
@@ -321,19 +324,23 @@ class ObsClient:
     def _error(self, response: httpx.Response, *, action: str, key: Optional[str]) -> ApiError:
         code, message, request_id, server_sts = _error_fields(response)
         status = response.status_code
-        if not code:
-            fallback = error_from_response(response)  # not OBS's XML: a gateway or proxy answered
-            if status in (401, 403) and not isinstance(fallback, AuthApiError):
-                return ObsAuthError(fallback.error_msg, status=status, code=fallback.code, request_id=request_id)
-            return fallback
-        kwargs: dict[str, Any] = {"status": status, "code": code, "request_id": request_id}
         what = f"{key!r} in bucket {self.bucket!r}" if key else f"bucket {self.bucket!r}"
+        permission = _PERMISSIONS.get(action, "obs:object:*")
+        if not code and status == 403 and not response.content:
+            # A HEAD answer has no body, and OBS need not name the code in a header: say both likely causes.
+            text = (
+                f"OBS refused to {action} {what} without saying why (403, no error body); check the AK/SK, and that "
+                f"they have the permission {permission}"
+            )
+            return ObsError(text, status=status, code="HTTP.403", request_id=request_id)
+        if not code:
+            return error_from_response(response)  # not OBS's XML: a gateway or proxy answered
+        kwargs: dict[str, Any] = {"status": status, "code": code, "request_id": request_id}
         if code in _AUTH_CODES or status == 401:
             if code == "SignatureDoesNotMatch":
                 message = _signature_diagnosis(message, response, server_sts)
             return ObsAuthError(message, **kwargs)
         if code in _PERMISSION_CODES:
-            permission = _PERMISSIONS.get(action, "obs:object:*")
             text = f"{message}: the credentials may not {action} {what} (they need the permission {permission})"
             return ObsPermissionError(text, **kwargs)
         if code == "NoSuchBucket":

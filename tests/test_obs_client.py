@@ -255,6 +255,14 @@ def test_a_45_mb_dependency_through_obs(served: EmulatorServer) -> None:
     assert missing.status_code == 404 and missing.json()["error_code"] == "FSS.1054"
 
 
+def test_an_aksk_signed_20_mb_upload_is_not_held_to_the_gateways_12_mb(served: EmulatorServer) -> None:
+    """AK/SK-signed FunctionGraph bodies stop at 12 MB; OBS has no such limit, which is why big packages go there."""
+    data = b"PK" + os.urandom(20 * 1024 * 1024)
+    with ObsClient(served.url, BUCKET, auth=ObsSigner(AK, SK)) as obs:
+        obs.put("fgsync/default/hello/big.zip", data)
+    assert served.emulator.object(BUCKET, "fgsync/default/hello/big.zip").data == data
+
+
 def test_a_missing_object_in_code_url_is_the_service_error(served: EmulatorServer) -> None:
     served.emulator.create_function("hello")
     with ObsClient(served.url, BUCKET, auth=ObsSigner(AK, SK)) as obs:

@@ -199,7 +199,8 @@ def test_delete_is_204_refused_with_fss_1033_while_attached_and_numbers_are_neve
     [
         ({"depend_type": "tar"}, 400, "FSS.1032"),
         ({"depend_type": None}, 400, "FSS.1032"),
-        ({"depend_type": "obs", "depend_link": "https://b.obs.cn-north-4.myhuaweicloud.com/d.zip"}, 400, "FSS.1032"),
+        ({"depend_type": "obs", "depend_link": "https://nob.obs.cn-north-4.myhuaweicloud.com/d.zip"}, 404, "FSS.1054"),
+        ({"depend_type": "obs", "depend_link": "ftp://example.com/d.zip"}, 400, "FSS.1010"),
         ({"name": "1abc"}, 400, "FSS.0400"),
         ({"name": "abc-"}, 400, "FSS.0400"),
         ({"name": "a b"}, 400, "FSS.0400"),

@@ -132,7 +132,7 @@ def test_verbose_retry_lines_name_the_call_once(
     assert len(retries) == 4, err
     for n, line in enumerate(retries, start=1):
         assert re.fullmatch(
-            rf"INFO fgsync\.remote\.client: ShowFunctionCode: network: cannot connect to 127\.0\.0\.1:{port} "
+            rf"INFO fgsync\.remote\.http: ShowFunctionCode: network: cannot connect to 127\.0\.0\.1:{port} "
             rf"\(Connection refused\); retry {n} of 4 in \d+\.\d s",
             line,
         ), line

@@ -20,7 +20,7 @@ import ssl
 import threading
 import time
 from collections.abc import Generator, Mapping
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 import httpx
 
@@ -42,6 +42,9 @@ from fgsync.auth.keyring_store import (
 )
 from fgsync.auth.signer import SdkHmacSigner, mask_ak
 from fgsync.errors import CredentialsError, FgsyncError, KeyringError
+
+if TYPE_CHECKING:
+    from fgsync.auth.temporary import KeySource
 
 __all__ = [
     "RENEW_BEFORE_S",
@@ -138,6 +141,27 @@ class Credentials:
             assert self._ak is not None and self._sk is not None
             return SdkHmacSigner(self._ak, self._sk, self.project_id, clock=self._clock)
         return _TokenAuth(self)
+
+    def obs_keys(self, *, duration_s: int = 900) -> KeySource:
+        """Keys for OBS's own signature: the AK/SK pair itself, or temporary keys IAM issues for the token.
+
+        The temporary keys are fetched on first use (once per expiry window, renewed ahead of it), with this
+        token (renewed as for any request) and, after a 401 from IAM, the replacement a login offers.
+        """
+        from fgsync.auth.temporary import StaticKeys, TemporaryKeys
+
+        if self.kind == "aksk":
+            assert self._ak is not None and self._sk is not None
+            return StaticKeys(self._ak, self._sk)
+        return TemporaryKeys(
+            self.iam_endpoint,
+            self.current_token,
+            verify=self._verify,
+            transport=self._transport,
+            clock=self._clock,
+            duration_s=duration_s,
+            renew_token=self.replacement_after_401,
+        )
 
     def stamp(self) -> str:
         """A fingerprint of the stored credentials (no secret in it); it changes when a login replaces them."""

@@ -77,10 +77,10 @@ class AppContext:
 
         Built once per CA bundle: loading the trust store costs milliseconds, and the IAM client and the
         FunctionGraph client (rebuilt by `watch` when credentials change) share it. With no https:// endpoint
-        (a local emulator) there is nothing to verify, and no trust store is loaded: the context has no CA at all,
-        so a TLS connection it were ever used for would fail, never pass unverified.
+        (a local emulator) and no ``ca_bundle`` to check, there is nothing to verify and no trust store is loaded:
+        the context has no CA at all, so a TLS connection it were ever used for would fail, never pass unverified.
         """
-        if not _uses_tls(config):
+        if not _uses_tls(config) and config.ca_bundle is None:
             if self._bare_ssl is None:
                 self._bare_ssl = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies, and trusts no one
             return self._bare_ssl

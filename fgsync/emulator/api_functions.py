@@ -15,6 +15,7 @@ import zipfile
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Optional
 
+from fgsync.emulator import obs
 from fgsync.emulator.api_dependencies import attached_json, check_depend_list
 from fgsync.emulator.invoke import LOG_TAIL_BYTES, billing_ms, tail
 from fgsync.emulator.runtimes import runner_command
@@ -125,7 +126,7 @@ def _function_config(emu: Emulator, record: FunctionRecord) -> dict[str, Any]:
         "memory_size": record.memory_size,
         "cpu": record.memory_size * 300 // 128,
         "code_type": record.code_type,
-        "code_url": "",
+        "code_url": record.code_url,
         "code_filename": record.code_filename,
         "code_size": record.code_size,
         "user_data": json.dumps(record.user_data) if record.user_data else "",
@@ -149,7 +150,7 @@ def _function_code(emu: Emulator, record: FunctionRecord) -> dict[str, Any]:
         "domain_id": emu.domain_id,
         "runtime": record.runtime,
         "code_type": record.code_type,
-        "code_url": "",
+        "code_url": record.code_url,
         "code_filename": record.code_filename,
         "code_size": record.code_size,
         "digest": record.digest,
@@ -197,12 +198,22 @@ def _code_fields(body: Mapping[str, Any]) -> tuple[str, str]:
         raise EmulatorError(400, "FSS.0400", "code_type is required: zip, jar, inline or obs")
     if code_type not in CODE_TYPES:
         raise EmulatorError(400, "FSS.0400", f"Invalid code_type {code_type!r}: zip, jar, inline or obs")
-    if code_type == "obs":
-        raise EmulatorError(400, "FSS.0400", "code_type obs needs OBS, which the emulator does not provide")
     filename = body.get("code_filename")
     if code_type in ("zip", "jar") and (not isinstance(filename, str) or not filename):
         raise EmulatorError(400, "FSS.0400", f"code_filename is required when code_type is {code_type}")
     return code_type, str(filename or "")
+
+
+def _code(emu: Emulator, body: Mapping[str, Any], code_type: str, filename: str, *, allow_empty: bool
+          ) -> tuple[Optional[bytes], str, str]:  # fmt: skip
+    """(package or None, code_filename, code_url): from ``func_code.file``, or for ``obs`` from ``code_url``."""
+    if code_type != "obs":
+        return _decode_code(body, code_type, allow_empty=allow_empty), filename, ""
+    url = body.get("code_url")
+    if not isinstance(url, str) or not url:
+        raise EmulatorError(400, "FSS.0400", "code_url is required when code_type is obs")
+    data, object_name = obs.code_from_obs(emu, url)
+    return data, filename or object_name, url
 
 
 def _depend_list(body: Mapping[str, Any]) -> Optional[list[str]]:
@@ -238,7 +249,7 @@ def create_function(emu: Emulator, raw: bytes) -> Answer:
     memory_size = _int_field(body, "memory_size", 128, 10240)
     timeout = _int_field(body, "timeout", 3, 259200)
     code_type, filename = _code_fields(body)
-    code = _decode_code(body, code_type, allow_empty=True)
+    code, filename, code_url = _code(emu, body, code_type, filename, allow_empty=True)
     user_data: dict[str, str] = {}
     raw_user_data = body.get("user_data")
     if raw_user_data:
@@ -267,6 +278,9 @@ def create_function(emu: Emulator, raw: bytes) -> Answer:
             user_data=user_data,
             description=description if isinstance(description, str) else "",
         )
+        if code_url:
+            record.code_url = code_url
+            emu.store.save(record)
         return json_answer(200, _function_config(emu, record))
 
 
@@ -286,7 +300,7 @@ def update_code(emu: Emulator, record: FunctionRecord, raw: bytes) -> Answer:
     """``PUT .../code``: synchronous; the answer carries the new digest, code_size and last_modified."""
     body = parse_json_object(raw)
     code_type, filename = _code_fields(body)
-    data = _decode_code(body, code_type, allow_empty=False)
+    data, filename, code_url = _code(emu, body, code_type, filename, allow_empty=False)
     assert data is not None
     depend = _depend_list(body)
     kms = body.get("code_encrypt_kms_key_id")
@@ -296,6 +310,7 @@ def update_code(emu: Emulator, record: FunctionRecord, raw: bytes) -> Answer:
         record.code_type = code_type
         record.code_filename = filename or ("index.py" if code_type == "inline" else record.code_filename)
         record.set_code(data, emu.clock())
+        record.code_url = code_url
         if depend is not None:  # left out: keep the current list
             record.depend_version_list = depend
         if isinstance(kms, str):

@@ -19,13 +19,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from fgsync.emulator import api_dependencies, api_functions, control
+from fgsync.emulator import api_dependencies, api_functions, api_iam, control, obs
 from fgsync.emulator.api_functions import default_code
 from fgsync.emulator.auth import MAX_SIGNED_BODY, TokenBook, check_request, signature_declared
 from fgsync.emulator.dependency_store import DependencyStore, DependencyVersion
 from fgsync.emulator.faults import ROUTES, DroppedConnection, FaultBook, make_fault
 from fgsync.emulator.invoke import Invoker
 from fgsync.emulator.link import Link
+from fgsync.emulator.obs_auth import ObsKeyBook
+from fgsync.emulator.obs_store import ObjectStore, ObsObject
 from fgsync.emulator.store import EmulatorError, FunctionRecord, FunctionStore, atomic_write, parse_urn
 from fgsync.emulator.wsgi import (
     MAX_BODY,
@@ -62,6 +64,7 @@ class Emulator:
         latency_ms: the emulated link's delay each way per request, milliseconds (served sockets only).
         bandwidth_kbit: the emulated link's rate in kilobits (1,000 bits) per second in each direction, shared
             by every connection; None: unlimited. Both can change while serving: ``emu.link.configure(...)``.
+        buckets: OBS buckets to create (kept ones from ``data_dir`` stay); more with :meth:`create_bucket`.
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class Emulator:
         token_ttl: float = 86400,
         latency_ms: float = 0.0,
         bandwidth_kbit: Optional[float] = None,
+        buckets: Iterable[str] = (),
     ) -> None:
         if (ak is None) != (sk is None):
             raise ValueError("ak and sk go together")
@@ -100,6 +104,10 @@ class Emulator:
         self.store = FunctionStore(self.data_dir, clock=clock)
         self.dependencies = DependencyStore(self.data_dir, clock=clock)
         self.faults = FaultBook()
+        self.obs = ObjectStore(self.data_dir, clock=clock)
+        for bucket in buckets:
+            self.obs.create_bucket(bucket)
+        self.obs_keys = ObsKeyBook(ak=ak, sk=sk, clock=clock)
         self.invoker = Invoker(dependency_zips=lambda ids: api_dependencies.dependency_zips(self, ids))
         self._counts_lock = threading.Lock()
         self._calls = dict.fromkeys(ROUTES, 0)
@@ -111,6 +119,11 @@ class Emulator:
     def wsgi_app(self) -> Callable[[WsgiEnviron, StartResponse], Iterable[bytes]]:
         """The WSGI callable (for ``httpx.WSGITransport`` or any WSGI server)."""
         return self
+
+    def count_call(self, route: str) -> None:
+        """Count one request of a route (for :meth:`calls` and the stats)."""
+        with self._counts_lock:
+            self._calls[route] += 1
 
     def create_function(
         self,
@@ -243,20 +256,48 @@ class Emulator:
         return version
 
     def resolve_obs_link(self, url: str) -> bytes:
-        """The bytes of an OBS object that a request names (CreateDependencyVersion with ``depend_type: obs``).
+        """The bytes of the OBS object a request names (``depend_link`` of a dependency with ``depend_type: obs``).
 
-        The seam for an emulated OBS: until the emulator keeps objects, every link is refused the way the
-        service refuses a dependency it cannot take.
+        Path style to the emulator itself (``http://127.0.0.1:PORT/{bucket}/{key}``), or virtual-host style naming
+        one of its buckets (``https://{bucket}.obs.{region}.myhuaweicloud.com/{key}``).
 
         Raises:
-            EmulatorError: 400 FSS.1032.
+            EmulatorError: 400 FSS.1010 (not an object URL), 404 FSS.1054 (no such bucket or object).
         """
-        raise EmulatorError(
-            400,
-            "FSS.1032",
-            f"Invalid dependency type: depend_type obs needs OBS, which this emulator does not provide ({url}); "
-            "send the zip as depend_file (depend_type zip)",
-        )
+        return obs.resolve_url(self, url).data
+
+    # ----------------------------------------------------------------- OBS
+
+    def create_bucket(self, name: str) -> bool:
+        """Create an OBS bucket (True), or nothing when it exists (False). ValueError for an invalid name."""
+        return self.obs.create_bucket(name)
+
+    def buckets(self) -> list[str]:
+        """The OBS buckets, sorted."""
+        return self.obs.buckets()
+
+    def objects(self, bucket: str, prefix: str = "") -> list[ObsObject]:
+        """The bucket's objects (``.key``, ``.data``, ``.etag``, ``.size``, ...), in key order; KeyError: no bucket."""
+        return self.obs.objects(bucket, prefix)
+
+    def object(self, bucket: str, key: str) -> ObsObject:
+        """One object; KeyError when the bucket or the object does not exist."""
+        found = self.obs.get(bucket, key)
+        if found is None:
+            raise KeyError(f"{bucket}/{key}: no such object")
+        return found
+
+    def put_object(self, bucket: str, key: str, data: bytes, *, content_type: str = "") -> ObsObject:
+        """Store an object directly (no auth); KeyError when the bucket does not exist."""
+        return self.obs.put(bucket, key, data, content_type=content_type)
+
+    def issue_temporary_keys(self, duration: float = 900) -> tuple[str, str, str, float]:
+        """Temporary OBS keys without an IAM call: (access, secret, security token, expires_at epoch seconds)."""
+        return self.obs_keys.issue(duration)
+
+    def expire_temporary_keys(self) -> None:
+        """Every temporary key issued so far now answers 403 InvalidAccessKeyId."""
+        self.obs_keys.expire_all()
 
     def expire_tokens(self, *, include_static: bool = True) -> None:
         """Every token issued so far (and, by default, the ``token`` given at start) now answers 401."""
@@ -298,6 +339,7 @@ class Emulator:
             "dependencies": dependencies,
             "faults": self.faults.pending(),
             "link": self.link.describe(),
+            "obs": {"buckets": self.obs.summary(), "temporary_keys": self.obs_keys.count()},
         }
 
     def close(self) -> None:
@@ -325,6 +367,10 @@ class Emulator:
                 answer = control.handle(self, method, path, environ)
             except EmulatorError as exc:
                 answer = error_answer(exc)
+            return self._respond(start_response, answer, request_id)
+        located = obs.locate(self, environ, path)
+        if located is not None:
+            answer = obs.serve_call(self, method, *located, environ=environ, request_id=request_id)
             return self._respond(start_response, answer, request_id)
         route, params, known = match_route(method, path)
         if route is None:
@@ -380,6 +426,8 @@ class Emulator:
     def _handle(self, route: str, params: dict[str, str], environ: WsgiEnviron, body: bytes, request_id: str) -> Answer:
         if route == "iam_token":
             return api_functions.iam_token(self, body)
+        if route == "iam_securitytokens":
+            return api_iam.securitytokens(self, environ, body)
         check_request(environ, body, tokens=self.tokens, ak=self._ak, sk=self._sk, now=self.clock())
         if params.get("project") != self.project_id:
             raise EmulatorError(

@@ -12,6 +12,7 @@ PUT      /_emulator/functions/{name}/code set a function's code from the raw bod
 PUT      /_emulator/link                  the emulated link: JSON {latency_ms, bandwidth_kbit (null: unlimited)}
 GET      /_emulator/dependency-files/     a dependency version's zip (ShowDependencyVersion's download_link)
          {version_id}.zip
+PUT      /_emulator/buckets/{name}        create an OBS bucket (201; 200 when it exists; 400 for a bad name)
 =======  ===============================  ===================================================================
 
 No authentication: the emulator is a loopback development tool.
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 _CODE_PATH = re.compile(r"^/_emulator/functions/(?P<name>[^/]+)/code/?$")
 _DEPENDENCY_FILE = re.compile(r"^/_emulator/dependency-files/(?P<id>[^/]+)\.zip$")
+_BUCKET_PATH = re.compile(r"^/_emulator/buckets/(?P<name>[^/]+)/?$")
 
 
 def _fault_args(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -114,6 +116,13 @@ def handle(emu: Emulator, method: str, path: str, environ: Mapping[str, Any]) ->
         except KeyError:
             raise EmulatorError(404, "FSS.1056", "The dependency does not exist") from None
         return Answer(200, version.data, content_type="application/zip")
+    bucket = _BUCKET_PATH.match(path)
+    if bucket and method == "PUT":
+        try:
+            created = emu.create_bucket(bucket.group("name"))
+        except ValueError as exc:
+            raise EmulatorError(400, "FSS.0400", str(exc)) from None
+        return json_answer(201 if created else 200, {"bucket": bucket.group("name"), "created": created})
     found = _CODE_PATH.match(path)
     if found and method == "PUT":
         if not body:

@@ -21,6 +21,12 @@ ROUTES = (
     "list_dependency_versions",
     "show_dependency_version",
     "delete_dependency_version",
+    "iam_securitytokens",
+    "obs_put",
+    "obs_head",
+    "obs_get",
+    "obs_delete",
+    "obs_list",
 )
 
 

@@ -193,6 +193,7 @@ class WsgiHandler(BaseHTTPRequestHandler):
             "REQUEST_METHOD": self.command,
             "SCRIPT_NAME": "",
             "PATH_INFO": unquote(path, "iso-8859-1"),
+            "RAW_URI": target,  # as gunicorn names it: the path as sent, still percent-encoded (OBS signs it)
             "QUERY_STRING": query,
             "SERVER_NAME": str(host),
             "SERVER_PORT": str(port),
@@ -206,6 +207,9 @@ class WsgiHandler(BaseHTTPRequestHandler):
             "wsgi.multithread": True,
             "wsgi.multiprocess": False,
             "wsgi.run_once": False,
+            # Every header as received: CONTENT_TYPE below is only set when the request has one, but other WSGI
+            # servers invent "text/plain", and OBS's signature covers the raw Content-Type.
+            "fgsync.raw_headers": list(self.headers.items()),
         }
         if isinstance(body, LengthBody) and "Content-Length" in self.headers:
             environ["CONTENT_LENGTH"] = str(body.remaining)

@@ -68,6 +68,7 @@ class FunctionRecord:
     description: str = ""
     code_encrypt_kms_key_id: str = ""
     uploads: int = 0
+    code_url: str = ""  # code_type obs: the OBS URL the code came from
 
     def urn(self, region: str, project_id: str) -> str:
         """The function's URN, with the ``latest`` version."""

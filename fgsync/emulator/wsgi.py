@@ -23,6 +23,7 @@ _FGS = r"^/v2/(?P<project>[^/]+)/fgs/functions"
 _DEPS = r"^/v2/(?P<project>[^/]+)/fgs/dependencies"
 ROUTE_TABLE: tuple[tuple[str, str, re.Pattern[str]], ...] = (
     ("POST", "iam_token", re.compile(r"^/v3/auth/tokens/?$")),
+    ("POST", "iam_securitytokens", re.compile(r"^/v3\.0/OS-CREDENTIAL/securitytokens/?$")),
     ("POST", "create_function", re.compile(_FGS + r"/?$")),
     ("GET", "show_code", re.compile(_FGS + r"/(?P<urn>[^/]+)/code/?$")),
     ("PUT", "update_code", re.compile(_FGS + r"/(?P<urn>[^/]+)/code/?$")),
@@ -38,12 +39,16 @@ ROUTE_TABLE: tuple[tuple[str, str, re.Pattern[str]], ...] = (
 
 @dataclasses.dataclass
 class Answer:
-    """An HTTP answer: status, JSON (or raw) body and extra headers."""
+    """An HTTP answer: status, JSON (or raw) body and extra headers.
+
+    ``content_length`` overrides ``len(body)`` for a HEAD answer, which has the length of a body it does not send.
+    """
 
     status: int
     body: bytes
     headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     content_type: str = "application/json"
+    content_length: Optional[int] = None
 
 
 def json_answer(status: int, payload: Any, headers: Optional[list[tuple[str, str]]] = None) -> Answer:
@@ -187,7 +192,8 @@ def respond(start_response: StartResponse, answer: Answer, request_id: str) -> I
     phrase = HTTPStatus(answer.status).phrase if answer.status in HTTPStatus._value2member_map_ else "Error"
     headers = [("Content-Type", answer.content_type)]
     if answer.status != 204:  # a 204 has no body and no Content-Length (RFC 9110 8.6)
-        headers.append(("Content-Length", str(len(answer.body))))
+        length = answer.content_length if answer.content_length is not None else len(answer.body)
+        headers.append(("Content-Length", str(length)))
     headers += [("X-Request-Id", request_id), *answer.headers]
     start_response(f"{answer.status} {phrase}", headers)
     return [answer.body]

@@ -14,43 +14,21 @@ import base64
 import json
 import logging
 import random
-import ssl
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional
 from urllib.parse import quote
 
 import httpx
 
-from fgsync.errors import ApiError, NetworkError, TransientApiError
-from fgsync.remote.deadline import install_deadlines, request_budget, request_deadline
-from fgsync.remote.errors import error_from_response, host_port, html_summary, network_error
+from fgsync.errors import ApiError
+from fgsync.remote.errors import host_port, html_summary
+from fgsync.remote.http import HttpService, ProgressHook, RetryPolicy, Verify
 
 log = logging.getLogger(__name__)
 
-ProgressHook = Callable[[int, int], None]
-Verify = Union[ssl.SSLContext, bool]
-
-_UPLOAD_CHUNK = 256 * 1024
-#: The longest wait for a TCP connection, when the request's budget is longer.
-_CONNECT_TIMEOUT = 10.0
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how long to retry transient failures.
-
-    The n-th retry waits a random time in [0, min(cap, base * 2**n)] ("full jitter"), or the server's
-    ``Retry-After`` when it says so (capped too).
-    """
-
-    attempts: int = 4
-    base: float = 0.5
-    cap: float = 8.0
-
-    def delay(self, retry: int, rng: Callable[[], float] = random.random) -> float:
-        return float(rng()) * min(self.cap, self.base * (2.0**retry))
+__all__ = ["FunctionGraphClient", "Invocation", "ProgressHook", "RemoteCode", "RemoteConfig", "RetryPolicy", "Verify"]
 
 
 @dataclass(frozen=True)
@@ -98,7 +76,7 @@ class Invocation:
     summary: Mapping[str, Any] = field(default_factory=dict)
 
 
-class FunctionGraphClient:
+class FunctionGraphClient(HttpService):
     """The FunctionGraph calls fgsync needs.
 
     Args:
@@ -126,23 +104,11 @@ class FunctionGraphClient:
         timeout: float = 60.0,
         rng: Callable[[], float] = random.random,
     ) -> None:
+        super().__init__(
+            auth=auth, verify=verify, transport=transport, retry=retry, sleep=sleep, timeout=timeout, rng=rng
+        )
         self.endpoint = endpoint.rstrip("/")
         self.project_id = project_id
-        self._retry = retry
-        self._sleep = sleep
-        self._rng = rng
-        self._timeout = timeout
-        self._http = httpx.Client(
-            auth=auth,
-            verify=verify,
-            transport=transport,
-            timeout=httpx.Timeout(timeout, connect=min(_CONNECT_TIMEOUT, timeout)),
-            headers={"User-Agent": _user_agent()},
-        )
-        install_deadlines(self._http)
-
-    def close(self) -> None:
-        self._http.close()
 
     def __enter__(self) -> FunctionGraphClient:
         return self
@@ -243,50 +209,12 @@ class FunctionGraphClient:
         method: str,
         url: str,
         *,
-        body: Optional[bytes] = None,
         headers: Optional[Mapping[str, str]] = None,
-        progress: Optional[ProgressHook] = None,
-        retries: Optional[int] = None,
+        **options: Any,
     ) -> httpx.Response:
-        attempts = (self._retry.attempts if retries is None else retries) + 1
-        for attempt in range(attempts):
-            try:
-                return self._once(method, url, body=body, headers=headers, progress=progress)
-            except (NetworkError, TransientApiError) as error:
-                if not error.retryable or attempt + 1 >= attempts:
-                    raise
-                wait = error.retry_after
-                delay = min(self._retry.cap, wait) if wait is not None else self._retry.delay(attempt, self._rng)
-                # The call's name, not its path: the URN-laden path is noise, and the message names the host.
-                log.info("%s: %s; retry %d of %d in %.1f s", call, error, attempt + 1, attempts - 1, delay)
-                self._sleep(delay)
-        raise AssertionError("unreachable")
-
-    def _once(
-        self,
-        method: str,
-        url: str,
-        *,
-        body: Optional[bytes],
-        headers: Optional[Mapping[str, str]],
-        progress: Optional[ProgressHook],
-    ) -> httpx.Response:
-        request_headers = {"Content-Type": "application/json"}
-        request_headers.update(headers or {})
-        content: Any = body
-        if body is not None and progress is not None:
-            request_headers["Content-Length"] = str(len(body))
-            content = _ProgressBody(body, progress)
-        budget = request_budget(self._timeout, len(body or b""))
-        timeout = httpx.Timeout(budget, connect=min(_CONNECT_TIMEOUT, budget))
-        with request_deadline(budget) as limit:
-            try:
-                response = self._http.request(method, url, content=content, headers=request_headers, timeout=timeout)
-            except httpx.TransportError as error:
-                raise network_error(error, httpx.URL(url), budget=limit, request_timeout=self._timeout) from None
-        if response.is_success:
-            return response
-        raise error_from_response(response)
+        """:meth:`HttpService._call` with FunctionGraph's JSON content type."""
+        json_headers = {"Content-Type": "application/json", **(headers or {})}
+        return super()._call(call, method, url, headers=json_headers, **options)
 
 
 def _json_body(response: httpx.Response, call: str) -> dict[str, Any]:
@@ -357,29 +285,8 @@ def _remote_code(data: Mapping[str, Any]) -> RemoteCode:
     )
 
 
-class _ProgressBody:
-    """The request body in chunks, reporting progress; iterable again, so a request can be re-sent after a 401."""
-
-    def __init__(self, body: bytes, progress: ProgressHook) -> None:
-        self._body = body
-        self._progress = progress
-
-    def __iter__(self) -> Iterator[bytes]:
-        total = len(self._body)
-        for start in range(0, total, _UPLOAD_CHUNK):
-            chunk = self._body[start : start + _UPLOAD_CHUNK]
-            yield chunk
-            self._progress(min(start + len(chunk), total), total)
-
-
 def _int(value: Any) -> int:
     try:
         return int(value)
     except (TypeError, ValueError):
         return 0
-
-
-def _user_agent() -> str:
-    from fgsync import __version__
-
-    return f"fgsync/{__version__}"

@@ -180,7 +180,7 @@ def error_from_response(response: httpx.Response, *, endpoint_key: str = "endpoi
         return AuthApiError(message, **kwargs)
     if status in TRANSIENT_STATUSES:
         error = TransientApiError(message, retryable=True, **kwargs)
-        error.retry_after = _retry_after(response.headers.get("Retry-After"))
+        error.retry_after = retry_after_seconds(response.headers.get("Retry-After"))
         return error
     return ApiError(message, **kwargs)
 
@@ -287,7 +287,7 @@ def clock_skew(response: httpx.Response, message: str) -> tuple[bool, Optional[f
     return skewed, offset if offset is not None and abs(offset) >= 60 else None
 
 
-def _retry_after(value: Optional[str]) -> Optional[float]:
+def retry_after_seconds(value: Optional[str]) -> Optional[float]:
     if not value:
         return None
     try:

@@ -44,8 +44,9 @@ from fgsync.locks import LockFolder, lock_key
 log = logging.getLogger(__name__)
 
 _FORMAT = 1
-#: Pending sends kept per function: the latest upload and a few retries or follow-ups before it.
-MAX_PENDING = 4
+#: Pending sends kept per function: the latest upload and the retries or follow-ups before it. Failed sends are
+#: kept too (an earlier attempt may have landed), so the window must outlast a run of failures: 16 lines of JSON.
+MAX_PENDING = 16
 
 _EPOCH = _dt.datetime.min.replace(tzinfo=_dt.timezone.utc)
 

@@ -108,7 +108,9 @@ def test_pending_sends_keep_the_few_newest_and_never_predate_the_record(tmp_path
     for n in range(MAX_PENDING + 2):
         store.begin_send("http://a", URN, f"s{n + 2}")
     store.begin_send("http://a", URN, "s3")  # a retry of the same package moves to the end
-    assert [p.sha512 for p in StateStore(tmp_path).pending("http://a", URN)] == ["s5", "s6", "s7", "s3"]
+    kept = [p.sha512 for p in StateStore(tmp_path).pending("http://a", URN)]
+    # s2, s4 … s{M+3}, then s3 again: the newest M are kept, the two oldest (s2, s4) go
+    assert kept == [f"s{n}" for n in range(5, MAX_PENDING + 4)] + ["s3"]
     assert old not in store.pending("http://a", URN)
 
 

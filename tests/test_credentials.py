@@ -20,16 +20,18 @@ import keyring.backends.chainer
 import keyring.backends.fail
 import pytest
 
-from fgsync.auth.credentials import (
-    Credentials,
-    credential_stamp,
+from fgsync.auth.credentials import Credentials, credential_stamp, resolve_credentials
+from fgsync.auth.iam import IssuedToken, format_remaining, login_with_password, parse_expires
+from fgsync.auth.keyring_store import (
+    CHUNK_CHARS,
+    SERVICE,
+    KeyringStore,
     forget_credentials,
-    resolve_credentials,
+    keyring_timeout,
+    load_record,
     save_aksk,
     save_token,
 )
-from fgsync.auth.iam import IssuedToken, format_remaining, login_with_password, parse_expires
-from fgsync.auth.keyring_store import CHUNK_CHARS, SERVICE, KeyringStore, keyring_timeout, load_record
 from fgsync.auth.signer import SdkHmacSigner, SignedRequestTooLargeError
 from fgsync.errors import (
     EXIT_CREDENTIALS,

@@ -23,9 +23,9 @@ import keyring
 import keyring.errors
 import pytest
 
-from fgsync.auth.credentials import resolve_credentials, save_token
+from fgsync.auth.credentials import resolve_credentials
 from fgsync.auth.iam import IssuedToken
-from fgsync.auth.keyring_store import SERVICE, KeyringStore
+from fgsync.auth.keyring_store import SERVICE, KeyringStore, save_token
 from fgsync.cli import main
 from fgsync.errors import EXIT_OK
 from tests.conftest import DOMAIN, HELLO_PY, PASSWORD, PROJECT_ID, SECRETS, USER, make_tree, write_config

@@ -22,9 +22,9 @@ import pytest
 from conftest import HELLO_PY, PROJECT_ID, SECRETS, TOKEN, make_tree, write_config
 from test_daemon import Events
 
-from fgsync.auth.credentials import credential_stamp, resolve_credentials, save_token
+from fgsync.auth.credentials import credential_stamp, resolve_credentials
 from fgsync.auth.iam import IssuedToken
-from fgsync.auth.keyring_store import KeyringStore
+from fgsync.auth.keyring_store import KeyringStore, save_token
 from fgsync.cli.watch_cmd import ClientCache, IncrementalPackager, WatchState, make_sync_step
 from fgsync.config import FunctionConfig, load_config
 from fgsync.events import Emit

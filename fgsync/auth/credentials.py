@@ -32,18 +32,11 @@ from fgsync.auth.iam import (
     require_usable_token,
     ssl_verify,
 )
-from fgsync.auth.keyring_store import (
-    KeyringStore,
-    forget_credentials,
-    keyring_timeout,
-    load_record,
-    save_aksk,
-    save_token,
-)
 from fgsync.auth.signer import SdkHmacSigner, mask_ak
 from fgsync.errors import CredentialsError, FgsyncError, KeyringError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # keyring costs ~80 ms to import: credentials from the environment never load it
+    from fgsync.auth.keyring_store import KeyringStore
     from fgsync.auth.temporary import KeySource
 
 __all__ = [
@@ -51,11 +44,9 @@ __all__ = [
     "Credentials",
     "IssuedToken",
     "credential_stamp",
-    "forget_credentials",
     "login_with_password",
+    "replayable",
     "resolve_credentials",
-    "save_aksk",
-    "save_token",
 ]
 
 logger = logging.getLogger(__name__)
@@ -69,6 +60,8 @@ Verify = Union[bool, str, ssl.SSLContext]
 
 
 def _store_for(iam_endpoint: str, project_id: str, env: Mapping[str, str]) -> KeyringStore:
+    from fgsync.auth.keyring_store import KeyringStore, keyring_timeout
+
     return KeyringStore(iam_endpoint, project_id, timeout=keyring_timeout(env))
 
 
@@ -238,6 +231,8 @@ class Credentials:
                 return self._token
             if self.source != "keyring" or self._store is None:
                 return None
+            from fgsync.auth.keyring_store import load_record
+
             record = load_record(self._store, "token", ("token",))
             if record is not None and record["token"] != used:
                 require_usable_token(record["token"], "the token in the OS keyring", "run `fgsync login`")
@@ -277,6 +272,8 @@ class Credentials:
             verify=self._verify,
             timeout=self._request_timeout,
         )
+        from fgsync.auth.keyring_store import save_token
+
         save_token(self._store, issued, user=self.user, domain=self.domain, password=password)
         self._adopt({"token": issued.token, "expires_at": issued.expires_at})
         self._renew_not_before = 0.0
@@ -322,7 +319,7 @@ class _TokenAuth(httpx.Auth):
         replacement = self._credentials.replacement_after_401(token)
         if replacement is None or replacement == token:
             return
-        if not _replayable(request):
+        if not replayable(request):
             # The renewed token is stored and in use: the caller's next attempt gets through.
             logger.info("not resending %s %s: its streamed body was already sent", request.method, request.url.path)
             return
@@ -331,7 +328,7 @@ class _TokenAuth(httpx.Auth):
         yield request
 
 
-def _replayable(request: httpx.Request) -> bool:
+def replayable(request: httpx.Request) -> bool:
     """Whether httpx can send this request's body a second time (bytes, or an iterable that is no generator)."""
     stream = request.stream
     if isinstance(stream, httpx.ByteStream):
@@ -394,6 +391,8 @@ def resolve_credentials(
             raise CredentialsError(f"{missing} is not set: CLOUD_SDK_AK and CLOUD_SDK_SK go together")
         logger.debug("credentials: CLOUD_SDK_AK %s", mask_ak(ak))
         return Credentials(source="env", kind="aksk", ak=ak, sk=sk, **common)
+
+    from fgsync.auth.keyring_store import load_record
 
     store = _store_for(iam_endpoint, project_id, env)
     if auth_method == "aksk":

@@ -29,7 +29,7 @@ from typing import Callable, Optional, Protocol, Union
 
 import httpx
 
-from fgsync.auth.credentials import _replayable
+from fgsync.auth.credentials import replayable
 from fgsync.auth.iam import parse_expires, ssl_verify
 from fgsync.auth.obs_signer import ObsSigner
 from fgsync.auth.signer import mask_ak
@@ -302,7 +302,7 @@ class ObsAuth(httpx.Auth):
         if not (keys.temporary and response.status_code == 403 and _keys_refused(request, response)):
             return
         self._keys.invalidate(keys)
-        if not _replayable(request):
+        if not replayable(request):
             logger.info("not resending %s %s: its streamed body was already sent", request.method, request.url.path)
             return
         fresh = self._keys.current()

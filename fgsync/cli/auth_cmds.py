@@ -13,9 +13,8 @@ from typing import Any, Optional
 
 import click
 
-from fgsync.auth.credentials import forget_credentials, save_aksk, save_token
 from fgsync.auth.iam import IssuedToken, format_remaining, login_with_password, parse_expires, token_problem
-from fgsync.auth.keyring_store import KeyringStore, keyring_timeout
+from fgsync.auth.keyring_store import KeyringStore, forget_credentials, keyring_timeout, save_aksk, save_token
 from fgsync.auth.signer import mask_ak
 from fgsync.cli.common import common_options
 from fgsync.cli.context import AppContext, app_context

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import click
 
@@ -20,8 +20,10 @@ from fgsync.errors import (
     UsageError,
 )
 from fgsync.events import Event, error_event
-from fgsync.remote import FunctionGraphClient
 from fgsync.sync import build_and_package, decide_state, package_function, recorded_push, sync_function
+
+if TYPE_CHECKING:
+    from fgsync.remote import FunctionGraphClient
 
 
 @click.command("package")

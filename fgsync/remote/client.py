@@ -25,7 +25,7 @@ import httpx
 
 from fgsync.errors import ApiError, NetworkError, TransientApiError
 from fgsync.remote.deadline import install_deadlines, request_budget, request_deadline
-from fgsync.remote.errors import error_from_response, host_port, html_summary, network_error
+from fgsync.remote.errors import error_from_response, host_port, json_object, network_error
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ class FunctionGraphClient:
         payload = json.dumps(body, separators=(",", ":")).encode("ascii")
         url = self._function_url(urn, "code")
         response = self._call("UpdateFunctionCode", "PUT", url, body=payload, progress=progress)
-        return _remote_code(_json_body(response, "UpdateFunctionCode"))
+        return _remote_code(json_object(response, "UpdateFunctionCode"))
 
     def invoke(self, urn: str, event: bytes) -> Invocation:
         """Sync InvokeFunction with the v1 answer and the log tail. Not retried: a handler may have effects."""
@@ -220,7 +220,7 @@ class FunctionGraphClient:
         url = self._function_url(urn, "invocations")
         response = self._call("InvokeFunction", "POST", url, body=event, headers=headers, retries=0)
         ms = int((time.monotonic() - started) * 1000)
-        data = _json_body(response, "InvokeFunction")
+        data = json_object(response, "InvokeFunction")
         try:
             summary = json.loads(response.headers.get("X-Cff-Invoke-Summary") or "{}")
         except ValueError:
@@ -255,12 +255,16 @@ class FunctionGraphClient:
             except (NetworkError, TransientApiError) as error:
                 if not error.retryable or attempt + 1 >= attempts:
                     raise
-                wait = error.retry_after
-                delay = min(self._retry.cap, wait) if wait is not None else self._retry.delay(attempt, self._rng)
-                # The call's name, not its path: the URN-laden path is noise, and the message names the host.
-                log.info("%s: %s; retry %d of %d in %.1f s", call, error, attempt + 1, attempts - 1, delay)
-                self._sleep(delay)
+                self._wait_to_retry(call, error, attempt, attempts)
         raise AssertionError("unreachable")
+
+    def _wait_to_retry(self, call: str, error: ApiError, attempt: int, attempts: int) -> None:
+        """Sleep before retry ``attempt + 1`` of ``attempts - 1``: the server's Retry-After, else the backoff."""
+        wait = error.retry_after
+        delay = min(self._retry.cap, wait) if wait is not None else self._retry.delay(attempt, self._rng)
+        # The call's name, not its path: the URN-laden path is noise, and the message names the host.
+        log.info("%s: %s; retry %d of %d in %.1f s", call, error, attempt + 1, attempts - 1, delay)
+        self._sleep(delay)
 
     def _once(
         self,
@@ -289,29 +293,6 @@ class FunctionGraphClient:
         raise error_from_response(response)
 
 
-def _json_body(response: httpx.Response, call: str) -> dict[str, Any]:
-    """The JSON object of a successful answer ({} for an empty body).
-
-    Raises:
-        ApiError: the body is not a JSON object (an HTML page from a proxy, a truncated document).
-    """
-    if not response.content:
-        return {}
-    request_id = response.headers.get("X-Request-Id")
-    try:
-        data = response.json()
-    except (ValueError, UnicodeDecodeError):
-        what = html_summary(response) or "something that is not JSON"
-        raise ApiError(f"{call} answered with {what}", status=response.status_code, request_id=request_id) from None
-    if not isinstance(data, dict):
-        raise ApiError(
-            f"{call} answered with a JSON {type(data).__name__}, not an object",
-            status=response.status_code,
-            request_id=request_id,
-        )
-    return data
-
-
 def _with_digest(response: httpx.Response, call: str) -> dict[str, Any]:
     """The answer's JSON object, which must carry the code's ``digest``.
 
@@ -323,7 +304,7 @@ def _with_digest(response: httpx.Response, call: str) -> dict[str, Any]:
     Raises:
         ApiError: the body is empty, not a JSON object, or has no non-empty ``digest`` string.
     """
-    data = _json_body(response, call)
+    data = json_object(response, call)
     digest = data.get("digest")
     if isinstance(digest, str) and digest.strip():
         return data

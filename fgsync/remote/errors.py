@@ -185,6 +185,29 @@ def error_from_response(response: httpx.Response, *, endpoint_key: str = "endpoi
     return ApiError(message, **kwargs)
 
 
+def json_object(response: httpx.Response, call: str) -> dict[str, Any]:
+    """The JSON object of a successful answer ({} for an empty body).
+
+    Raises:
+        ApiError: the body is not a JSON object (an HTML page from a proxy, a truncated document).
+    """
+    if not response.content:
+        return {}
+    request_id = response.headers.get("X-Request-Id")
+    try:
+        data = response.json()
+    except (ValueError, UnicodeDecodeError):
+        what = html_summary(response) or "something that is not JSON"
+        raise ApiError(f"{call} answered with {what}", status=response.status_code, request_id=request_id) from None
+    if not isinstance(data, dict):
+        raise ApiError(
+            f"{call} answered with a JSON {type(data).__name__}, not an object",
+            status=response.status_code,
+            request_id=request_id,
+        )
+    return data
+
+
 def redirect_message(response: httpx.Response, endpoint_key: str) -> str:
     """``127.0.0.1:8443 redirected the request to https://...; fgsync does not follow redirects; ...``."""
     where = host_port(response.url) if _has_request(response) else "the service"

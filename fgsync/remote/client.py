@@ -25,6 +25,7 @@ import httpx
 
 from fgsync.errors import ApiError, NetworkError, TransientApiError
 from fgsync.remote.deadline import install_deadlines, request_budget, request_deadline
+from fgsync.remote.dependencies import DependencyCalls
 from fgsync.remote.errors import error_from_response, host_port, json_object, network_error
 
 log = logging.getLogger(__name__)
@@ -98,8 +99,8 @@ class Invocation:
     summary: Mapping[str, Any] = field(default_factory=dict)
 
 
-class FunctionGraphClient:
-    """The FunctionGraph calls fgsync needs.
+class FunctionGraphClient(DependencyCalls):
+    """The FunctionGraph calls fgsync needs (the dependency calls come from :class:`DependencyCalls`).
 
     Args:
         endpoint: base URL, e.g. ``https://functiongraph.cn-north-4.myhuaweicloud.com``.

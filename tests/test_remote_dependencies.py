@@ -546,3 +546,32 @@ def test_the_description_carries_the_sha256() -> None:
     with pytest.raises(ValueError, match="SHA-256"):
         dependency_description("xyz")
 
+# ----------------------------------------------------------------------------- functions' dependencies
+
+
+def test_code_and_config_answer_the_attached_dependencies(client: FunctionGraphClient, emulator: Any) -> None:
+    emu = emulator.emulator
+    emu.create_function("hello", code=zip_bytes({"index.py": HELLO}))
+    theirs = emu.create_dependency_version("users-own", zip_bytes({"own.py": ""}))
+    mine = publish(client, {"greeting.py": "TEXT = 1\n"})
+    code = zip_bytes({"index.py": HELLO + "# v2\n"})
+    pushed = client.update_code(
+        URN, code_type="zip", code_filename="index.zip", data=code, depend_version_list=[theirs.id, mine.id]
+    )
+    config = client.show_config(URN)
+    for remote in (pushed, client.show_code(URN), config):
+        assert remote.depend_version_list == (theirs.id, mine.id)
+        described = [(d.id, d.dep_id, d.name, d.version) for d in remote.dependencies]
+        assert described == [(theirs.id, theirs.dep_id, "users-own", 1), (mine.id, mine.dep_id, NAME, 1)]
+        assert remote.dependencies[1].sha256 == mine.sha256 is not None
+    assert config.runtime == "Python3.9"
+
+
+def test_missing_or_odd_dependency_fields_of_a_function_are_empty() -> None:
+    body = {"func_urn": URN, "runtime": "Python3.9", "digest": "ab" * 64, "depend_version_list": None}
+    client = mock_client(lambda r: httpx.Response(200, json={**body, "dependencies": "junk"}))
+    for remote in (client.show_code(URN), client.show_config(URN)):
+        assert remote.depend_version_list == () and remote.dependencies == ()
+    listed = mock_client(lambda r: httpx.Response(200, json={**body, "dependencies": [version_body(), 3]}))
+    assert [d.id for d in listed.show_config(URN).dependencies] == ["v-1"]
+

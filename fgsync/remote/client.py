@@ -27,6 +27,7 @@ from fgsync.errors import ApiError, NetworkError, TransientApiError
 from fgsync.remote.deadline import install_deadlines, request_budget, request_deadline
 from fgsync.remote.dependencies import DependencyCalls
 from fgsync.remote.errors import error_from_response, host_port, json_object, network_error
+from fgsync.remote.models import DependencyVersion, parse_attached
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,11 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class RemoteCode:
-    """What ShowFunctionCode / UpdateFunctionCode answer about a function's code."""
+    """What ShowFunctionCode / UpdateFunctionCode answer about a function's code.
+
+    ``depend_version_list`` holds the attached dependency version ids, ``dependencies`` the service's
+    description of each (its ``dep_id``, ``name`` and ``version`` number).
+    """
 
     urn: str
     name: str
@@ -67,12 +72,13 @@ class RemoteCode:
     digest: str
     last_modified: str
     depend_version_list: tuple[str, ...]
+    dependencies: tuple[DependencyVersion, ...] = ()
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
 
 @dataclass(frozen=True)
 class RemoteConfig:
-    """What ShowFunctionConfig answers (the fields fgsync shows)."""
+    """What ShowFunctionConfig answers (the fields fgsync shows; dependencies as in :class:`RemoteCode`)."""
 
     urn: str
     name: str
@@ -83,6 +89,8 @@ class RemoteConfig:
     code_size: int
     digest: str
     last_modified: str
+    depend_version_list: tuple[str, ...] = ()
+    dependencies: tuple[DependencyVersion, ...] = ()
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
 
@@ -178,6 +186,8 @@ class FunctionGraphClient(DependencyCalls):
             code_size=_int(data.get("code_size")),
             digest=str(data.get("digest") or ""),
             last_modified=str(data.get("last_modified") or ""),
+            depend_version_list=_version_ids(data.get("depend_version_list")),
+            dependencies=parse_attached(data.get("dependencies")),
             raw=data,
         )
 
@@ -324,7 +334,6 @@ def _with_digest(response: httpx.Response, call: str) -> dict[str, Any]:
 
 
 def _remote_code(data: Mapping[str, Any]) -> RemoteCode:
-    depends = data.get("depend_version_list") or []
     return RemoteCode(
         urn=str(data.get("func_urn") or ""),
         name=str(data.get("func_name") or ""),
@@ -334,9 +343,15 @@ def _remote_code(data: Mapping[str, Any]) -> RemoteCode:
         code_size=_int(data.get("code_size")),
         digest=str(data.get("digest") or "").lower(),
         last_modified=str(data.get("last_modified") or ""),
-        depend_version_list=tuple(str(d) for d in depends) if isinstance(depends, list) else (),
+        depend_version_list=_version_ids(data.get("depend_version_list")),
+        dependencies=parse_attached(data.get("dependencies")),
         raw=dict(data),
     )
+
+
+def _version_ids(value: Any) -> tuple[str, ...]:
+    """``depend_version_list`` as a tuple of ids (null, or not a list: none)."""
+    return tuple(str(d) for d in value) if isinstance(value, list) else ()
 
 
 class _ProgressBody:

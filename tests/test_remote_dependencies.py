@@ -12,6 +12,7 @@ import os
 import time
 import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ import pytest
 from conftest import AK, PROJECT_ID, REGION, SK, TOKEN
 from test_api import TokenAuth
 from test_emulator import HELLO, zip_bytes
+from test_emulator_sdk import REAL_HOME_SDK_DIR
 
 from fgsync.auth.signer import SdkHmacSigner, SignedRequestTooLargeError
 from fgsync.emulator import ROUTES
@@ -546,6 +548,7 @@ def test_the_description_carries_the_sha256() -> None:
     with pytest.raises(ValueError, match="SHA-256"):
         dependency_description("xyz")
 
+
 # ----------------------------------------------------------------------------- functions' dependencies
 
 
@@ -575,3 +578,48 @@ def test_missing_or_odd_dependency_fields_of_a_function_are_empty() -> None:
     listed = mock_client(lambda r: httpx.Response(200, json={**body, "dependencies": [version_body(), 3]}))
     assert [d.id for d in listed.show_config(URN).dependencies] == ["v-1"]
 
+
+# ----------------------------------------------------------------------------- the official SDK
+
+
+# python-dateutil is not installed: the SDK warns and keeps last_modified as the value the emulator sent.
+@pytest.mark.filterwarnings("ignore::ImportWarning")
+def test_the_official_sdk_reads_the_dependencies_fgsync_made_and_attached(emulator: Any) -> None:
+    existed = REAL_HOME_SDK_DIR.exists()
+    assert Path.home() != REAL_HOME_SDK_DIR.parent  # the SDK writes ~/.huaweicloud when imported
+    from huaweicloudsdkcore.auth.credentials import BasicCredentials
+    from huaweicloudsdkfunctiongraph.v2 import FunctionGraphClient as SdkClient
+    from huaweicloudsdkfunctiongraph.v2 import model as m
+
+    emu = emulator.emulator
+    emu.create_function("hello", code=zip_bytes({"index.py": HELLO}))
+    with FunctionGraphClient(emulator.url, PROJECT_ID, auth=SdkHmacSigner(AK, SK, PROJECT_ID)) as client:
+        made = [publish(client, {"greeting.py": f"TEXT = {i}\n"}) for i in range(3)]
+        handler = "import greeting\n\n\ndef handler(event, context):\n    return {'text': greeting.TEXT}\n"
+        code = zip_bytes({"index.py": handler})
+        client.update_code(URN, code_type="zip", code_filename="index.zip", data=code, depend_version_list=[made[2].id])
+
+    sdk = (
+        SdkClient.new_builder()
+        .with_credentials(BasicCredentials(AK, SK, PROJECT_ID))
+        .with_endpoints([emulator.url])
+        .build()
+    )
+    listed = sdk.list_dependencies(m.ListDependenciesRequest(dependency_type="private", name=NAME))
+    assert [(d.id, d.name, d.version) for d in listed.dependencies] == [(made[0].dep_id, NAME, 3)]
+    versions = sdk.list_dependency_version(m.ListDependencyVersionRequest(depend_id=made[0].dep_id, maxitems="2"))
+    assert versions.count == 3 and versions.next_marker == 2
+    assert [(v.id, v.version, v.description) for v in versions.dependencies] == [
+        (v.id, v.version, v.description) for v in made[:2]
+    ]
+    shown = sdk.show_dependency_version(m.ShowDependencyVersionRequest(depend_id=made[0].dep_id, version="3"))
+    assert (shown.id, shown.size, shown.etag) == (made[2].id, made[2].size, made[2].etag)
+    assert description_sha256(shown.description) == made[2].sha256
+
+    config = sdk.show_function_config(m.ShowFunctionConfigRequest(function_urn=URN))
+    assert config.depend_version_list == [made[2].id] and config.dependencies[0].version == 3
+    code_answer = sdk.show_function_code(m.ShowFunctionCodeRequest(function_urn=URN))
+    assert code_answer.depend_version_list == [made[2].id]
+    invoked = sdk.invoke_function(m.InvokeFunctionRequest(function_urn=URN, body={}))
+    assert invoked.result == '{"text": 2}'  # the attached version's module, merged into the code folder
+    assert REAL_HOME_SDK_DIR.exists() == existed

@@ -18,6 +18,8 @@ The tree::
           ├── NetworkError           exit 1, code "network"   no complete answer: connect/read failures, the request's
           │                                                   deadline; retryable, except TLS verification failures
           ├── TransientApiError      exit 1                   408, 429, 5xx; retryable
+          ├── DependencyInUseError   exit 1                   412 FSS.1033: a function still uses the dependency version
+          ├── DependencyNotFoundError exit 1                  404 FSS.1056: no such dependency or dependency version
           └── AuthApiError           exit 3                   401: token missing, wrong or expired, bad signature
                └── ClockSkewError    exit 3                   401 for a signed request whose time is off: the clock
 
@@ -155,9 +157,12 @@ class ApiError(FgsyncError):
         error_msg: the service's message.
         request_id: the ``X-Request-Id`` of the answer, when there was one.
         retry_after: seconds the service asked to wait (``Retry-After``), when it did.
+        hint: what the user can do about it, when fgsync knows more than the service says (``FSS.1045``: a
+            function takes at most 20 dependencies); shown after the message, never in ``str()``.
     """
 
     retry_after: float | None = None
+    hint: str | None = None
 
     def __init__(
         self,
@@ -186,26 +191,39 @@ class ApiError(FgsyncError):
 
     @property
     def message(self) -> str:
-        """The service's message with the HTTP status and request id (the code is shown beside it)."""
+        """The service's message with the HTTP status and request id (the code is shown beside it), then the hint."""
         details = [f"HTTP {self.status}"] if self.status is not None else []
         if self.request_id:
             details.append(f"request id {self.request_id}")
-        return f"{self.error_msg} ({', '.join(details)})" if details else self.error_msg
+        text = f"{self.error_msg} ({', '.join(details)})" if details else self.error_msg
+        return f"{text}; {self.hint}" if self.hint else text
 
 
 class NetworkError(ApiError):
     """No complete answer: connection refused or dropped, the request's deadline passed, TLS failure.
 
     Retryable, except where another try cannot help (a certificate that does not verify, a server that does
-    not speak TLS): those fail at once and say what to fix.
+    not speak TLS): those fail at once and say what to fix. ``sent`` is False when the request cannot have
+    reached the service (no connection was made), so a call that is not idempotent knows it did not happen.
     """
 
-    def __init__(self, error_msg: str, *, retryable: bool = True) -> None:
+    def __init__(self, error_msg: str, *, retryable: bool = True, sent: bool = True) -> None:
+        self.sent = sent
         super().__init__(error_msg, code="network", retryable=retryable)
 
 
 class TransientApiError(ApiError):
     """408, 429 or 5xx: worth retrying with backoff."""
+
+
+class DependencyInUseError(ApiError):
+    """412 FSS.1033: a dependency version cannot be deleted while a function (or a published version of one)
+    lists it in ``depend_version_list``. A caller replacing its own version keeps the old one and says so."""
+
+
+class DependencyNotFoundError(ApiError):
+    """404 FSS.1056: the dependency, the dependency version, or a version id in ``depend_version_list`` does
+    not exist (deleted, or never in this project)."""
 
 
 class AuthApiError(ApiError):

@@ -2,9 +2,10 @@
 errors, its retry policy and the overall deadline of every request; the OBS client for packages too large to
 send inline.
 
-Modules: ``client`` (the calls, the retries), ``errors`` (answers and transport failures -> the messages users
-read), ``deadline`` (connect-to-last-byte budgets, enforced at the sockets), ``obs`` (the OBS object calls, OBS's
-XML errors, object URLs and package keys).
+Modules: ``http`` (what every client shares: retries, the deadline, the progress body), ``client`` (the
+FunctionGraph calls), ``dependencies`` (the dependency calls, a mixin of the client), ``models`` (their wire
+models), ``errors`` (answers and transport failures -> the messages users read), ``deadline`` (connect-to-last-byte
+budgets, enforced at the sockets), ``obs`` (the OBS object calls, OBS's XML errors, object URLs and package keys).
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ from fgsync.remote.client import (
 )
 from fgsync.remote.deadline import UPLOAD_BYTES_PER_S, install_deadlines, request_budget, request_deadline
 from fgsync.remote.errors import error_from_response, host_port, network_error
+from fgsync.remote.models import (
+    DependencySummary,
+    DependencyVersion,
+    dependency_description,
+    description_sha256,
+)
 from fgsync.remote.obs import (
     MAX_OBS_PACKAGE_BYTES,
     ObjectInfo,
@@ -33,6 +40,8 @@ from fgsync.remote.obs import (
 __all__ = [
     "MAX_OBS_PACKAGE_BYTES",
     "UPLOAD_BYTES_PER_S",
+    "DependencySummary",
+    "DependencyVersion",
     "FunctionGraphClient",
     "Invocation",
     "ObjectInfo",
@@ -45,6 +54,8 @@ __all__ = [
     "RemoteConfig",
     "RetryPolicy",
     "default_obs_endpoint",
+    "dependency_description",
+    "description_sha256",
     "error_from_response",
     "host_port",
     "install_deadlines",

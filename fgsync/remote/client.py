@@ -23,8 +23,10 @@ from urllib.parse import quote
 import httpx
 
 from fgsync.errors import ApiError
-from fgsync.remote.errors import host_port, html_summary
+from fgsync.remote.dependencies import DependencyCalls
+from fgsync.remote.errors import host_port, json_object
 from fgsync.remote.http import HttpService, ProgressHook, RetryPolicy, Verify
+from fgsync.remote.models import DependencyVersion, parse_attached
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,11 @@ __all__ = ["FunctionGraphClient", "Invocation", "ProgressHook", "RemoteCode", "R
 
 @dataclass(frozen=True)
 class RemoteCode:
-    """What ShowFunctionCode / UpdateFunctionCode answer about a function's code."""
+    """What ShowFunctionCode / UpdateFunctionCode answer about a function's code.
+
+    ``depend_version_list`` holds the attached dependency version ids, ``dependencies`` the service's
+    description of each (its ``dep_id``, ``name`` and ``version`` number).
+    """
 
     urn: str
     name: str
@@ -44,12 +50,13 @@ class RemoteCode:
     digest: str
     last_modified: str
     depend_version_list: tuple[str, ...]
+    dependencies: tuple[DependencyVersion, ...] = ()
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
 
 @dataclass(frozen=True)
 class RemoteConfig:
-    """What ShowFunctionConfig answers (the fields fgsync shows)."""
+    """What ShowFunctionConfig answers (the fields fgsync shows; dependencies as in :class:`RemoteCode`)."""
 
     urn: str
     name: str
@@ -60,6 +67,8 @@ class RemoteConfig:
     code_size: int
     digest: str
     last_modified: str
+    depend_version_list: tuple[str, ...] = ()
+    dependencies: tuple[DependencyVersion, ...] = ()
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
 
@@ -76,8 +85,8 @@ class Invocation:
     summary: Mapping[str, Any] = field(default_factory=dict)
 
 
-class FunctionGraphClient(HttpService):
-    """The FunctionGraph calls fgsync needs.
+class FunctionGraphClient(DependencyCalls, HttpService):
+    """The FunctionGraph calls fgsync needs (the dependency calls come from :class:`DependencyCalls`).
 
     Args:
         endpoint: base URL, e.g. ``https://functiongraph.cn-north-4.myhuaweicloud.com``.
@@ -143,6 +152,8 @@ class FunctionGraphClient(HttpService):
             code_size=_int(data.get("code_size")),
             digest=str(data.get("digest") or ""),
             last_modified=str(data.get("last_modified") or ""),
+            depend_version_list=_version_ids(data.get("depend_version_list")),
+            dependencies=parse_attached(data.get("dependencies")),
             raw=data,
         )
 
@@ -177,7 +188,7 @@ class FunctionGraphClient(HttpService):
         payload = json.dumps(body, separators=(",", ":")).encode("ascii")
         url = self._function_url(urn, "code")
         response = self._call("UpdateFunctionCode", "PUT", url, body=payload, progress=progress)
-        return _remote_code(_json_body(response, "UpdateFunctionCode"))
+        return _remote_code(json_object(response, "UpdateFunctionCode"))
 
     def invoke(self, urn: str, event: bytes) -> Invocation:
         """Sync InvokeFunction with the v1 answer and the log tail. Not retried: a handler may have effects."""
@@ -186,7 +197,7 @@ class FunctionGraphClient(HttpService):
         url = self._function_url(urn, "invocations")
         response = self._call("InvokeFunction", "POST", url, body=event, headers=headers, retries=0)
         ms = int((time.monotonic() - started) * 1000)
-        data = _json_body(response, "InvokeFunction")
+        data = json_object(response, "InvokeFunction")
         try:
             summary = json.loads(response.headers.get("X-Cff-Invoke-Summary") or "{}")
         except ValueError:
@@ -217,29 +228,6 @@ class FunctionGraphClient(HttpService):
         return super()._call(call, method, url, headers=json_headers, **options)
 
 
-def _json_body(response: httpx.Response, call: str) -> dict[str, Any]:
-    """The JSON object of a successful answer ({} for an empty body).
-
-    Raises:
-        ApiError: the body is not a JSON object (an HTML page from a proxy, a truncated document).
-    """
-    if not response.content:
-        return {}
-    request_id = response.headers.get("X-Request-Id")
-    try:
-        data = response.json()
-    except (ValueError, UnicodeDecodeError):
-        what = html_summary(response) or "something that is not JSON"
-        raise ApiError(f"{call} answered with {what}", status=response.status_code, request_id=request_id) from None
-    if not isinstance(data, dict):
-        raise ApiError(
-            f"{call} answered with a JSON {type(data).__name__}, not an object",
-            status=response.status_code,
-            request_id=request_id,
-        )
-    return data
-
-
 def _with_digest(response: httpx.Response, call: str) -> dict[str, Any]:
     """The answer's JSON object, which must carry the code's ``digest``.
 
@@ -251,7 +239,7 @@ def _with_digest(response: httpx.Response, call: str) -> dict[str, Any]:
     Raises:
         ApiError: the body is empty, not a JSON object, or has no non-empty ``digest`` string.
     """
-    data = _json_body(response, call)
+    data = json_object(response, call)
     digest = data.get("digest")
     if isinstance(digest, str) and digest.strip():
         return data
@@ -270,7 +258,6 @@ def _with_digest(response: httpx.Response, call: str) -> dict[str, Any]:
 
 
 def _remote_code(data: Mapping[str, Any]) -> RemoteCode:
-    depends = data.get("depend_version_list") or []
     return RemoteCode(
         urn=str(data.get("func_urn") or ""),
         name=str(data.get("func_name") or ""),
@@ -280,9 +267,15 @@ def _remote_code(data: Mapping[str, Any]) -> RemoteCode:
         code_size=_int(data.get("code_size")),
         digest=str(data.get("digest") or "").lower(),
         last_modified=str(data.get("last_modified") or ""),
-        depend_version_list=tuple(str(d) for d in depends) if isinstance(depends, list) else (),
+        depend_version_list=_version_ids(data.get("depend_version_list")),
+        dependencies=parse_attached(data.get("dependencies")),
         raw=dict(data),
     )
+
+
+def _version_ids(value: Any) -> tuple[str, ...]:
+    """``depend_version_list`` as a tuple of ids (null, or not a list: none)."""
+    return tuple(str(d) for d in value) if isinstance(value, list) else ()
 
 
 def _int(value: Any) -> int:

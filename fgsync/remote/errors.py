@@ -22,7 +22,15 @@ from typing import Any, Optional
 
 import httpx
 
-from fgsync.errors import ApiError, AuthApiError, ClockSkewError, NetworkError, TransientApiError
+from fgsync.errors import (
+    ApiError,
+    AuthApiError,
+    ClockSkewError,
+    DependencyInUseError,
+    DependencyNotFoundError,
+    NetworkError,
+    TransientApiError,
+)
 from fgsync.remote.deadline import Deadline
 
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -34,6 +42,20 @@ _SKEW_WORDS = re.compile(r"x-sdk-date|clock|signature (?:has )?expired|request (
 _ERRNO_PREFIX = re.compile(r"^\[Errno -?\d+\]\s*")
 _SSL_SUFFIX = re.compile(r"\s*\(_ssl\.c:\d+\)$")
 _TLS_NOT_SPOKEN = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL"})
+# FunctionGraph's codes come as FSS.xxxx, and in one doc page as FGS.xxxx: the classes and hints go by the number.
+_SERVICE_CODE = re.compile(r"^(?:FSS|FGS)\.(\d{4})$", re.IGNORECASE)
+#: Codes with an error class of their own (the caller acts on them: keeps an in-use version, republishes).
+_CODE_CLASSES: dict[str, type[ApiError]] = {"1033": DependencyInUseError, "1056": DependencyNotFoundError}
+#: What to do about a code, when the service's message does not say it (a call may replace it with its own).
+CODE_HINTS = {
+    "1024": "FunctionGraph refused the dependency package: a zip of at most 40 MB (300 MB through OBS) and "
+    "30,000 files, no file name ending in `~`, no path leaving the zip",
+    "1032": "depend_type is `zip` (the package in the request) or `obs` (its OBS address in depend_link)",
+    "1033": "a function, or a published version of one, still lists it in depend_version_list: detach it first",
+    "1045": "a function takes at most 20 dependencies (its depend_version_list, fgsync's own dependency included)",
+    "1056": "it was deleted, or belongs to another project or region: depend_version_list takes the version ids of "
+    "existing dependency versions",
+}
 
 
 def host_port(url: httpx.URL) -> str:
@@ -86,17 +108,17 @@ def network_error(
         )
     detail = _detail(error, causes)
     if isinstance(error, httpx.ConnectTimeout):
-        return NetworkError(f"cannot connect to {where} (timed out)")
+        return NetworkError(f"cannot connect to {where} (timed out)", sent=False)
     if isinstance(error, httpx.ConnectError):
-        return NetworkError(f"cannot connect to {where} ({detail})")
+        return NetworkError(f"cannot connect to {where} ({detail})", sent=False)
     if isinstance(error, httpx.ProxyError):
-        return NetworkError(f"the proxy refused the connection to {where} ({detail})")
+        return NetworkError(f"the proxy refused the connection to {where} ({detail})", sent=False)
     if isinstance(error, httpx.ReadTimeout):
         return NetworkError(f"no answer from {where} (timed out waiting for it)")
     if isinstance(error, httpx.WriteTimeout):
         return NetworkError(f"cannot send the request to {where} (timed out)")
     if isinstance(error, httpx.PoolTimeout):
-        return NetworkError(f"no free connection to {where} (timed out)")
+        return NetworkError(f"no free connection to {where} (timed out)", sent=False)
     if isinstance(error, httpx.RemoteProtocolError):
         return NetworkError(f"the connection to {where} was dropped before a complete answer ({detail})")
     if isinstance(error, httpx.ReadError):
@@ -182,7 +204,39 @@ def error_from_response(response: httpx.Response, *, endpoint_key: str = "endpoi
         error = TransientApiError(message, retryable=True, **kwargs)
         error.retry_after = retry_after_seconds(response.headers.get("Retry-After"))
         return error
-    return ApiError(message, **kwargs)
+    number = service_code_number(code)
+    refused = _CODE_CLASSES.get(number, ApiError)(message, **kwargs)
+    refused.hint = CODE_HINTS.get(number)
+    return refused
+
+
+def service_code_number(code: Optional[str]) -> str:
+    """``1033`` for ``FSS.1033`` or ``FGS.1033``; ``""`` for other codes (``APIGW.0301``, ``HTTP.400``)."""
+    match = _SERVICE_CODE.match(code or "")
+    return match.group(1) if match else ""
+
+
+def json_object(response: httpx.Response, call: str) -> dict[str, Any]:
+    """The JSON object of a successful answer ({} for an empty body).
+
+    Raises:
+        ApiError: the body is not a JSON object (an HTML page from a proxy, a truncated document).
+    """
+    if not response.content:
+        return {}
+    request_id = response.headers.get("X-Request-Id")
+    try:
+        data = response.json()
+    except (ValueError, UnicodeDecodeError):
+        what = html_summary(response) or "something that is not JSON"
+        raise ApiError(f"{call} answered with {what}", status=response.status_code, request_id=request_id) from None
+    if not isinstance(data, dict):
+        raise ApiError(
+            f"{call} answered with a JSON {type(data).__name__}, not an object",
+            status=response.status_code,
+            request_id=request_id,
+        )
+    return data
 
 
 def redirect_message(response: httpx.Response, endpoint_key: str) -> str:

@@ -149,17 +149,17 @@ class HttpService:
             except (NetworkError, TransientApiError) as failure:
                 if not failure.retryable or attempt + 1 >= attempts:
                     raise
-                self._pause(call, failure, attempt, attempts)
+                self._wait_to_retry(call, failure, attempt, attempts)
                 continue
             if response.is_success or (accept is not None and accept(response)):
                 return response
             problem = (error or self._error)(response)
             if not problem.retryable or attempt + 1 >= attempts:
                 raise problem
-            self._pause(call, problem, attempt, attempts)
+            self._wait_to_retry(call, problem, attempt, attempts)
         raise AssertionError("unreachable")
 
-    def _pause(self, call: str, failure: ApiError, attempt: int, attempts: int) -> None:
+    def _wait_to_retry(self, call: str, failure: ApiError, attempt: int, attempts: int) -> None:
         wait = failure.retry_after
         delay = min(self._retry.cap, wait) if wait is not None else self._retry.delay(attempt, self._rng)
         # The call's name, not its path: the path is noise, and the message names the host.

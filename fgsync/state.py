@@ -25,6 +25,7 @@ written here.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import errno
 import json
@@ -52,12 +53,29 @@ _EPOCH = _dt.datetime.min.replace(tzinfo=_dt.timezone.utc)
 
 
 @dataclass(frozen=True)
+class DependencyRecord:
+    """A version of fgsync's dependency package (``fgsync-<package>-<function>``) of one function."""
+
+    name: str
+    dep_id: str
+    version_id: str
+    version: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class PushRecord:
-    """The last confirmed push of one function."""
+    """The last confirmed push of one function.
+
+    ``dependency`` is fgsync's dependency version that push attached (None: none); ``retired`` the versions it
+    replaced that could not be deleted yet (in use: FSS.1033), which later syncs try to delete again.
+    """
 
     sha512: str
     digest: str
     pushed_at: str
+    dependency: Optional[DependencyRecord] = None
+    retired: tuple[DependencyRecord, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -178,7 +196,7 @@ class StateStore:
         memory = self._memory.get(path, _Entry())
         record = disk.record
         if memory.record is not None and (
-            record is None or _moment(memory.record.pushed_at) > _moment(record.pushed_at)
+            record is None or _moment(memory.record.pushed_at) >= _moment(record.pushed_at)  # a tie: the same push
         ):
             record = memory.record
         since = _moment(record.pushed_at) if record is not None else _EPOCH
@@ -204,7 +222,13 @@ class StateStore:
             return _Entry()
         record = None
         if all(isinstance(data.get(key), str) for key in ("sha512", "digest", "pushed_at")):
-            record = PushRecord(sha512=data["sha512"], digest=data["digest"], pushed_at=data["pushed_at"])
+            record = PushRecord(
+                sha512=data["sha512"],
+                digest=data["digest"],
+                pushed_at=data["pushed_at"],
+                dependency=_dependency(data.get("dependency")),
+                retired=tuple(d for d in map(_dependency, data.get("retired") or ()) if d is not None),
+            )
         pending = []
         for item in data.get("pending") or ():
             if isinstance(item, dict) and isinstance(item.get("sha512"), str) and isinstance(item.get("sent_at"), str):
@@ -213,27 +237,59 @@ class StateStore:
 
     # -- writing ------------------------------------------------------------------------------------------------
 
-    def put(self, endpoint: str, urn: str, sha512: str, digest: str) -> PushRecord:
+    def put(
+        self,
+        endpoint: str,
+        urn: str,
+        sha512: str,
+        digest: str,
+        *,
+        dependency: Optional[DependencyRecord] = None,
+        retired: tuple[DependencyRecord, ...] = (),
+    ) -> PushRecord:
         """Record a confirmed push (atomically: temp file, fsync, rename) and clear the pending sends.
+
+        Args:
+            dependency: fgsync's dependency version the push attached.
+            retired: versions it replaced that are still to be deleted.
 
         Raises:
             StateError: the record could not be written ("pushed, but could not record it in <folder>: <reason>");
                 it is kept in memory for the rest of the process all the same.
         """
-        record = PushRecord(sha512=sha512, digest=digest, pushed_at=_stamp(self._now()))
+        record = PushRecord(
+            sha512=sha512, digest=digest, pushed_at=_stamp(self._now()), dependency=dependency, retired=retired
+        )
+        self._keep(endpoint, urn, record)
+        return record
+
+    def retire(self, endpoint: str, urn: str, retired: tuple[DependencyRecord, ...]) -> None:
+        """Replace the last record's versions still to delete (some were deleted now, or could not be).
+
+        Raises:
+            StateError: the record could not be written.
+        """
+        current = self.get(endpoint, urn)
+        if current is None or current.retired == retired:
+            return
+        self._keep(endpoint, urn, dataclasses.replace(current, retired=retired), clear_pending=False)
+
+    def _keep(self, endpoint: str, urn: str, record: PushRecord, *, clear_pending: bool = True) -> None:
+        """Make ``record`` the function's record, in memory and on disk (a push clears the pending sends)."""
         path = self._path(endpoint, urn)
         with self._lock:
             memory = self._memory.setdefault(path, _Entry())
-            memory.forgotten.update(memory.pending)
-            memory.record, memory.pending = record, []
+            if clear_pending:
+                memory.forgotten.update(memory.pending)
+                memory.pending = []
+            memory.record = record
             try:
-                self._write(path, endpoint, urn, _Entry(record=record))
+                self._write(path, endpoint, urn, self._current(path, urn))
             except OSError as error:
                 reason = _why(error)
                 raise StateError(
                     f"pushed, but could not record it in {self.root}: {reason}", folder=str(self.root), reason=reason
                 ) from None
-        return record
 
     def begin_send(self, endpoint: str, urn: str, sha512: str) -> PendingSend:
         """Remember, before the PUT, that ``sha512`` is being sent; never fails.
@@ -263,7 +319,12 @@ class StateStore:
     def _write(self, path: Path, endpoint: str, urn: str, entry: _Entry) -> None:
         payload: dict[str, Any] = {"format": _FORMAT, "endpoint": endpoint.rstrip("/"), "urn": urn}
         if entry.record is not None:
-            payload.update(sha512=entry.record.sha512, digest=entry.record.digest, pushed_at=entry.record.pushed_at)
+            record = entry.record
+            payload.update(sha512=record.sha512, digest=record.digest, pushed_at=record.pushed_at)
+            if record.dependency is not None:
+                payload["dependency"] = dataclasses.asdict(record.dependency)
+            if record.retired:
+                payload["retired"] = [dataclasses.asdict(d) for d in record.retired]
         if entry.pending:
             payload["pending"] = [{"sha512": p.sha512, "sent_at": p.sent_at} for p in entry.pending]
         folder = path.parent
@@ -286,6 +347,22 @@ class StateStore:
         first = key not in self._warned
         self._warned.add(key)
         (log.warning if first else log.debug)(message, *args)
+
+
+def _dependency(data: Any) -> Optional[DependencyRecord]:
+    """A dependency record as written by :meth:`StateStore._write`, or None when it is not one."""
+    if not isinstance(data, dict):
+        return None
+    try:
+        return DependencyRecord(
+            name=str(data["name"]),
+            dep_id=str(data["dep_id"]),
+            version_id=str(data["version_id"]),
+            version=int(data["version"]),
+            sha256=str(data["sha256"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _why(error: OSError | ValueError) -> str:

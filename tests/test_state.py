@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fgsync.errors import StateError
-from fgsync.state import MAX_PENDING, PushRecord, StateStore, default_cache_dir
+from fgsync.state import MAX_PENDING, DependencyRecord, PushRecord, StateStore, default_cache_dir
 
 URN = "urn:fss:cn-north-4:0123456789abcdef0123456789abcdef:function:default:hello:latest"
 
@@ -164,3 +164,18 @@ def test_records_written_by_older_versions_still_read(tmp_path: Path) -> None:
     assert store.get("http://a", URN) == PushRecord("s", "d", "2025-01-01T00:00:00+00:00")
     store.begin_send("http://a", URN, "s2")
     assert [p.sha512 for p in StateStore(tmp_path).pending("http://a", URN)] == ["s2"]
+
+
+def test_a_push_records_its_dependency_and_the_versions_left_to_delete(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    dep = DependencyRecord(name="fgsync-default-hello", dep_id="d1", version_id="v-2", version=2, sha256="ab" * 32)
+    old = DependencyRecord(name="fgsync-default-hello", dep_id="d1", version_id="v-1", version=1, sha256="cd" * 32)
+    store.put("http://a", URN, "s", "d", dependency=dep, retired=(old,))
+    again = StateStore(tmp_path).get("http://a", URN)  # another process reads it back
+    assert again is not None and again.dependency == dep and again.retired == (old,)
+    store.begin_send("http://a", URN, "s2")
+    store.retire("http://a", URN, ())  # deleted now: nothing left to delete, the pending send stays
+    reread = StateStore(tmp_path)
+    record = reread.get("http://a", URN)
+    assert record is not None and record.retired == () and record.dependency == dep
+    assert [p.sha512 for p in reread.pending("http://a", URN)] == ["s2"]

@@ -416,8 +416,8 @@ def test_dependencies_accepts_off_auto_and_patterns(project: Path, value: str) -
         ),
         (
             "['C:\\deps\\']",
-            'pattern "C:\\\\deps\\\\" is an absolute path: patterns are relative to the '
-            'function\'s source folder (such as "node_modules/"; a leading / anchors a pattern there, as in .gitignore)',
+            'pattern "C:\\\\deps\\\\" is an absolute path: patterns are relative to the function\'s source '
+            'folder (such as "node_modules/"; a leading / anchors a pattern there, as in .gitignore)',
         ),
         (
             '["~/deps/"]',

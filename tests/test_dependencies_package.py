@@ -7,6 +7,7 @@ import base64
 import csv
 import hashlib
 import io
+import json
 import os
 import posixpath
 import random
@@ -34,7 +35,7 @@ from fgsync.package import (
 )
 from fgsync.package.dependencies import dependency_size_fix, record_paths
 from fgsync.package.walk import open_source_file
-from tests.conftest import HELLO_PY, make_tree
+from tests.conftest import HELLO_PY, make_tree, write_config
 
 Tree = Callable[..., Path]
 Setting = Union[str, tuple[str, ...]]
@@ -759,3 +760,156 @@ def test_a_record_that_cannot_be_read_is_named(tree: Tree) -> None:
 
     with pytest.raises(PackageError, match=r"^cannot read x-1\.dist-info/RECORD: Permission denied$"):
         PackageBuilder(src, rules=rules(src), dependencies="auto", open_file=deny).build_split()
+
+
+# --- fgsync package [--dependencies] -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """hello (auto, with node_modules and a pip install), world (off), api (patterns matching nothing)."""
+    hello = make_tree(tmp_path / "functions" / "hello", {"index.py": HELLO_PY, **node_modules(random.Random(5), 12)})
+    pip_install(hello, "six", {"six.py": "PY3 = True\n"}, scripts=())
+    make_tree(tmp_path / "functions" / "world", {"index.py": HELLO_PY})
+    make_tree(tmp_path / "functions" / "api", {"index.py": HELLO_PY})
+    write_config(
+        tmp_path,
+        functions=[
+            {"name": "hello", "source": "functions/hello", "dependencies": "auto"},
+            {"name": "world", "source": "functions/world"},
+            {"name": "api", "source": "functions/api", "dependencies": ["vendor/"]},
+        ],
+    )
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    from fgsync.cli import main
+
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_package_dependencies_writes_and_reports_the_dependency_package(
+    cli_project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hello = cli_project / "functions" / "hello"
+    expected = split(hello)
+    assert expected.dependency is not None
+    out = tmp_path / "out" / "deps.zip"
+    code, stdout, stderr = run_cli(capsys, "package", "hello", "--dependencies", "-o", str(out), "--json")
+    assert code == 0, stderr
+    (event,) = [json.loads(line) for line in stdout.splitlines()]
+    assert out.read_bytes() == expected.dependency.data
+    assert event["event"] == "packaged" and event["function"] == "hello" and event["package"] == "dependency"
+    assert (event["files"], event["bytes"]) == (expected.dependency.files, expected.dependency.size)
+    assert event["sha512"] == hashlib.sha512(out.read_bytes()).hexdigest()
+    assert event["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert stderr == f"wrote {out} ({human(expected.dependency.size)})\n"
+
+    code, stdout, _ = run_cli(capsys, "package", "hello", "--dependencies")
+    assert code == 0
+    lines = stdout.splitlines()
+    assert f"hello  packaged dependency package: {expected.dependency.files} files, " in lines[0]
+    assert lines[1:] == [f"sha512 {expected.dependency.sha512}", f"sha256 {expected.dependency.sha256}"]
+
+
+def human(size: int) -> str:
+    from fgsync.cli.output import human_size
+
+    return human_size(size)
+
+
+def test_package_of_a_function_with_dependencies_is_its_code(
+    cli_project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expected = split(cli_project / "functions" / "hello")
+    assert expected.dependency is not None
+    out = tmp_path / "code.zip"
+    code, stdout, stderr = run_cli(capsys, "--json", "package", "hello", "-o", str(out))
+    assert code == 0, stderr
+    (event,) = [json.loads(line) for line in stdout.splitlines()]
+    assert out.read_bytes() == expected.code.data
+    assert set(event) == {"event", "ts", "function", "files", "bytes", "sha512", "ms"}  # the packaged event as ever
+    assert (event["files"], event["sha512"]) == (expected.code.files, expected.code.sha512)
+    moved = (
+        f"{expected.dependency.files} files ({human(expected.dependency.size)} zipped) went to the dependency "
+        "package: fgsync package hello --dependencies"
+    )
+    assert stderr.splitlines() == [moved, f"wrote {out} ({human(expected.code.size)})"]
+    code, stdout, _ = run_cli(capsys, "package", "hello")
+    assert code == 0 and stdout.splitlines()[1:] == [moved, f"sha512 {expected.code.sha512}"]
+    # A function without dependencies is packaged as before, whole and without the extra line.
+    code, stdout, _ = run_cli(capsys, "package", "world")
+    assert code == 0 and "dependency" not in stdout and len(stdout.splitlines()) == 2
+
+
+def test_package_dependencies_of_a_function_without_any_is_a_clear_error(
+    cli_project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, stdout, stderr = run_cli(capsys, "package", "world", "--dependencies")
+    assert (code, stdout) == (2, "")
+    assert stderr == (
+        'Error: world has dependencies = "off", so it has no dependency package: set dependencies = "auto" (or a '
+        "list of patterns) for it in fgsync.toml\n"
+    )
+    api = cli_project / "functions" / "api"
+    code, stdout, stderr = run_cli(capsys, "package", "api", "--dependencies")
+    assert (code, stdout) == (1, "")
+    assert stderr == (
+        f'Error: api has no dependency package: dependencies = ["vendor/"] matches no file in {api} (after the '
+        "ignore rules)\n"
+    )
+    code, _, _ = run_cli(capsys, "package", "api")  # its code is fine, and it says why there is no dependency
+    assert code == 0
+    code, stdout, stderr = run_cli(capsys, "--json", "package", "api", "--dependencies")
+    assert code == 1
+    (event,) = [json.loads(line) for line in stdout.splitlines()]
+    assert (event["event"], event["code"]) == ("error", "package")
+    shutil.rmtree(cli_project / "functions" / "hello" / "node_modules")
+    for info in (cli_project / "functions" / "hello").glob("*.dist-info"):
+        shutil.rmtree(info)
+    code, _, stderr = run_cli(capsys, "package", "hello", "--dependencies")
+    assert code == 1
+    hello = cli_project / "functions" / "hello"
+    assert stderr == (
+        'Error: hello has no dependency package: dependencies = "auto" found no node_modules/ and no '
+        f"*.dist-info/RECORD at the root of {hello}\n"
+    )
+
+
+def test_package_dependencies_without_a_name_builds_the_functions_that_have_them(
+    cli_project: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (cli_project / "functions" / "api" / "vendor").mkdir()
+    (cli_project / "functions" / "api" / "vendor" / "lib.py").write_text("x = 1\n")
+    code, stdout, stderr = run_cli(capsys, "--json", "package", "--dependencies")
+    assert code == 0, stderr
+    events = [json.loads(line) for line in stdout.splitlines()]
+    assert [(e["function"], e["package"]) for e in events] == [("hello", "dependency"), ("api", "dependency")]
+    code, _, stderr = run_cli(capsys, "package", "--dependencies", "-o", str(tmp_path / "x.zip"))
+    assert code == 2
+    assert stderr == (
+        "Error: -o writes one package, but fgsync.toml has 2 functions with dependencies: name one, e.g. "
+        f"`fgsync package hello --dependencies -o {tmp_path / 'x.zip'}`\n"
+    )
+
+
+def test_package_dependencies_runs_the_build_first(cli_project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_config(
+        cli_project,
+        functions=[
+            {
+                "name": "world",
+                "source": "functions/world",
+                "dependencies": "auto",
+                "build": "mkdir -p node_modules/m && echo 1 > node_modules/m/i.js",
+            },
+        ],
+    )
+    code, stdout, stderr = run_cli(capsys, "--json", "package", "world", "--dependencies")
+    assert code == 0, stderr
+    (event,) = [json.loads(line) for line in stdout.splitlines()]
+    assert event["files"] == 1

@@ -24,7 +24,7 @@ import io
 import posixpath
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
@@ -300,7 +300,3 @@ def dependency_size_fix(max_bytes: int) -> str:
         )
     return NARROW_FIX
 
-
-def paths_of(files: Iterable[SourceFile]) -> tuple[str, ...]:
-    """The relpaths of files, in order."""
-    return tuple(src.rel for src in files)

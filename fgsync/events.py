@@ -5,7 +5,7 @@ Event names and fields are the contract of SPEC.md "Output":
 ========  ===================================================================
 watching  functions, paths (after a reload of fgsync.toml also: reloaded)
 change    paths (at most 20), count
-packaged  files, bytes, sha512, ms
+packaged  files, bytes, sha512, ms (a dependency package: also package = "dependency", sha256)
 skipped   reason: unchanged | remote-identical | server-unchanged
 drift     recorded, remote
 pushed    bytes, digest, ms

@@ -106,6 +106,7 @@ def test_minimal_config_gets_every_default(project: Path, monkeypatch: pytest.Mo
     assert (fn.artifact, fn.build, fn.exclude, fn.use_gitignore) == (None, None, (), False)
     assert (fn.depend_version_list, fn.kms_key_id, fn.invoke_event) == (None, None, None)
     assert (config.request_timeout_s, fn.build_timeout_s) == (60.0, 600.0)
+    assert fn.dependencies == "off" and not fn.has_dependencies
 
 
 def test_every_key_set(project: Path) -> None:
@@ -141,6 +142,7 @@ def test_every_key_set(project: Path) -> None:
         kms_key_id = "kms-123"
         invoke_event = "events/hello.json"
         build_timeout_s = 900
+        dependencies = ["node_modules/", "/vendor/", "!vendor/local/"]
         """,
         )
     )
@@ -157,6 +159,7 @@ def test_every_key_set(project: Path) -> None:
     assert fn.invoke_event == project / "events" / "hello.json"  # stored, not checked until `invoke` uses it
     assert (config.request_timeout_s, fn.build_timeout_s) == (2.5, 900.0)
     assert isinstance(fn.build_timeout_s, float)
+    assert fn.dependencies == ("node_modules/", "/vendor/", "!vendor/local/") and fn.has_dependencies
 
 
 @pytest.mark.parametrize(
@@ -366,6 +369,96 @@ def test_timeouts_must_be_positive_numbers_of_seconds(project: Path, line: str, 
     )
 
 
+DEPS_ALLOWED = (
+    'must be "off", "auto", or an array of gitignore-style patterns relative to source (such as '
+    '["node_modules/", "vendor/"])'
+)
+
+
+@pytest.mark.parametrize("value", ['"auto"', '"off"', '["node_modules/"]', '["vendor/", "!vendor/mine/", "/lib*/"]'])
+def test_dependencies_accepts_off_auto_and_patterns(project: Path, value: str) -> None:
+    (fn,) = load_config(write(project, HEADER + HELLO + f"dependencies = {value}\n")).functions
+    expected = value.strip('"') if value.startswith('"') else tuple(re.findall(r'"([^"]*)"', value))
+    assert fn.dependencies == expected
+    assert fn.has_dependencies == (expected != "off")
+
+
+@pytest.mark.parametrize(
+    ("value", "allowed"),
+    [
+        ('"on"', DEPS_ALLOWED),
+        ('"AUTO"', DEPS_ALLOWED),
+        ("true", DEPS_ALLOWED),
+        ("3", DEPS_ALLOWED),
+        ('["node_modules/", 3]', DEPS_ALLOWED),
+        ("{auto = true}", DEPS_ALLOWED),
+        (
+            "[]",
+            'an empty array names no files: list patterns such as ["node_modules/"], or write "auto", or "off" to '
+            "package everything together",
+        ),
+        ('["../lib/"]', 'pattern "../lib/" leaves the source folder (..): patterns can only name files inside source'),
+        (
+            '["vendor/../../x"]',
+            'pattern "vendor/../../x" leaves the source folder (..): patterns can only name files inside source',
+        ),
+        ('["!"]', "pattern \"!\" is not a valid gitignore-style pattern (Invalid git pattern: '!')"),
+        ('["lib\\\\"]', "pattern \"lib\\\\\" is not a valid gitignore-style pattern (Invalid git pattern: 'lib\\\\')"),
+        (
+            '["./vendor/"]',
+            'pattern "./vendor/" has a "." folder, which never matches in gitignore syntax: write "/vendor/"',
+        ),
+        ('[""]', 'pattern "" is blank: give a path pattern such as "node_modules/"'),
+        (
+            '["#deps"]',
+            'pattern "#deps" is a comment in gitignore syntax and matches nothing (write \\# for a name '
+            "starting with #)",
+        ),
+        (
+            "['C:\\deps\\']",
+            'pattern "C:\\\\deps\\\\" is an absolute path: patterns are relative to the function\'s source '
+            'folder (such as "node_modules/"; a leading / anchors a pattern there, as in .gitignore)',
+        ),
+        (
+            '["~/deps/"]',
+            'pattern "~/deps/" is an absolute path: patterns are relative to the function\'s source '
+            'folder (such as "node_modules/"; a leading / anchors a pattern there, as in .gitignore)',
+        ),
+    ],
+)
+def test_bad_dependencies_name_the_key_the_value_and_what_is_allowed(project: Path, value: str, allowed: str) -> None:
+    message = problems(project, HEADER + HELLO + f"dependencies = {value}\n")
+    assert message.startswith("fgsync.toml: function[1].dependencies = ")
+    assert message.endswith(": " + allowed)
+
+
+def test_a_dependencies_pattern_spelling_out_the_source_path_is_absolute(project: Path) -> None:
+    full = (project / "functions" / "hello" / "node_modules").as_posix()
+    message = problems(project, HEADER + HELLO + f'dependencies = ["{full}/"]\n')
+    assert message == (
+        f'fgsync.toml: function[1].dependencies = ["{full}/"]: pattern "{full}/" is an absolute path: patterns are '
+        'relative to the function\'s source folder (such as "node_modules/"; a leading / anchors a pattern there, '
+        "as in .gitignore)"
+    )
+
+
+def test_every_bad_dependencies_pattern_is_its_own_problem(project: Path) -> None:
+    message = problems(project, HEADER + HELLO + 'dependencies = ["ok/", "../a", "!"]\n')
+    lines = message.splitlines()
+    assert lines[0] == "fgsync.toml has 2 problems:"
+    assert [line.split(": pattern ")[1].split(" ")[0] for line in lines[1:]] == ['"../a"', '"!"']
+
+
+def test_dependencies_are_for_zip_functions_only(project: Path) -> None:
+    body = HEADER + HELLO + 'code_type = "jar"\nartifact = "app.jar"\ndependencies = "auto"\n'
+    assert problems(project, body) == (
+        'fgsync.toml: function[1].dependencies = "auto": only allowed with code_type = "zip": a jar function uploads '
+        "its artifact as it is"
+    )
+    body = HEADER + HELLO + 'code_type = "jar"\nartifact = "app.jar"\ndependencies = "off"\n'
+    assert load_config(write(project, body)).functions[0].dependencies == "off"
+
+
 def test_timeouts_have_a_sane_maximum(project: Path) -> None:
     assert load_config(write(project, HEADER + "request_timeout_s = 3600\n" + HELLO)).request_timeout_s == 3600
     assert problems(project, HEADER + "request_timeout_s = 6000\n" + HELLO) == (
@@ -453,7 +546,7 @@ def test_unknown_keys_suggest_the_close_match(project: Path) -> None:
     assert (
         "  fgsync.toml: function[1].zzz: unknown key; allowed keys: name, source, urn, package, code_type, "
         "code_filename, artifact, build, exclude, use_gitignore, depend_version_list, kms_key_id, invoke_event, "
-        "build_timeout_s"
+        "build_timeout_s, dependencies"
     ) in lines
 
 
@@ -646,6 +739,7 @@ def test_example_file_mirrors_the_spec_defaults(tmp_path: Path) -> None:
     assert lines["use_gitignore"] == "false"
     assert lines["request_timeout_s"] == "60"
     assert lines["build_timeout_s"] == "600"
+    assert lines["dependencies"] == '"off"'
 
 
 @pytest.mark.parametrize(

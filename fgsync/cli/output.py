@@ -61,7 +61,8 @@ def render_human(event: Event) -> str:
         return f"changed {_paths(f['paths'], f['count'])}"
     if event.event == "packaged":
         size = human_size(f["bytes"])
-        return f"packaged {f['files']} files, {size} in {f['ms']} ms  sha512 {short(f['sha512'])}"
+        what = "dependency package: " if f.get("package") == "dependency" else ""
+        return f"packaged {what}{f['files']} files, {size} in {f['ms']} ms  sha512 {short(f['sha512'])}"
     if event.event == "skipped":
         note = {
             "unchanged": "nothing changed since the last push",

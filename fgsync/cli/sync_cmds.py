@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
@@ -11,15 +12,18 @@ from fgsync.cli import output
 from fgsync.cli.common import common_options
 from fgsync.cli.completion import complete_function_names
 from fgsync.cli.context import AppContext, app_context
-from fgsync.config import Config, FunctionConfig, select_functions
+from fgsync.config import DEPENDENCIES_AUTO, Config, FunctionConfig, select_functions
 from fgsync.errors import (
     EXIT_CREDENTIALS,
     EXIT_OK,
     CredentialsError,
     FgsyncError,
+    PackageError,
     UsageError,
 )
 from fgsync.events import Event, error_event
+from fgsync.ignore import IgnoreRules
+from fgsync.package import Package, SplitPackage, build_split_package
 from fgsync.sync import build_and_package, decide_state, package_function, recorded_push, sync_function
 
 if TYPE_CHECKING:
@@ -36,30 +40,117 @@ if TYPE_CHECKING:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the zip (or jar) to FILE.",
 )
+@click.option(
+    "--dependencies",
+    "dependency",
+    is_flag=True,
+    help="Build the function's dependency package (its `dependencies` files) instead of its code.",
+)
 @common_options
-def package_command(name: Optional[str], output_path: Optional[Path]) -> int:
+def package_command(name: Optional[str], output_path: Optional[Path], dependency: bool) -> int:
     """Build a function's package and print its file count, size and SHA-512.
 
     The zip is byte-for-byte reproducible: the same tree gives the same bytes and hash on every machine.
+    With `dependencies` set, the code zip leaves the dependency files out; --dependencies builds those.
     """
     app = app_context()
     config = app.load_config()
     functions = select_functions(config, [name] if name else [])
+    if dependency:
+        functions = _with_dependencies(config, functions)
     if output_path is not None and len(functions) != 1:
+        flag = " --dependencies" if dependency else ""
         raise UsageError(
-            f"-o writes one package, but {config.path.name} has {len(functions)} functions: name one, "
-            f"e.g. `fgsync package {functions[0].name} -o {output_path}`"
+            f"-o writes one package, but {config.path.name} has {len(functions)} functions"
+            f"{' with dependencies' if dependency else ''}: name one, "
+            f"e.g. `fgsync package {functions[0].name}{flag} -o {output_path}`"
         )
     if output_path is not None:
         _refuse_inside_source(output_path, functions[0])
     for fn in functions:
-        package = build_and_package(fn, emit=app.reporter.emit)
+        package = _package_dependency(app, fn) if dependency else _package_code(app, fn)
         if output_path is not None:
             _write_file(output_path, package.data)
             app.reporter.info(f"wrote {output_path} ({output.human_size(package.size)})")
         if not app.json and not app.quiet:
             app.reporter.info(f"sha512 {package.sha512}")
+            if dependency:
+                app.reporter.info(f"sha256 {package.sha256}")
     return EXIT_OK
+
+
+def _split(fn: FunctionConfig) -> SplitPackage:
+    """The function's code zip and dependency package, from scratch (what `push` will upload)."""
+    rules = IgnoreRules.for_function(fn.source, exclude=fn.exclude, use_gitignore=fn.use_gitignore)
+    return build_split_package(
+        fn.source, rules=rules, dependencies=fn.dependencies, code_type=fn.code_type, artifact=fn.artifact
+    )
+
+
+def _package_code(app: AppContext, fn: FunctionConfig) -> Package:
+    """Build the code package and emit `packaged`; with dependencies, say in a line what went where."""
+    if not fn.has_dependencies:
+        return build_and_package(fn, emit=app.reporter.emit)
+    built: list[SplitPackage] = []
+
+    def package_fn(f: FunctionConfig) -> Package:
+        built.append(_split(f))
+        return built[-1].code
+
+    package = build_and_package(fn, emit=app.reporter.emit, package_fn=package_fn)
+    moved = built[-1].dependency
+    if moved is not None:
+        app.reporter.info(
+            f"{moved.files} files ({output.human_size(moved.size)} zipped) went to the dependency package: "
+            f"fgsync package {fn.name} --dependencies"
+        )
+    else:
+        app.reporter.info(f"no dependency package: {_no_dependency_files(fn)}")
+    return package
+
+
+def _package_dependency(app: AppContext, fn: FunctionConfig) -> Package:
+    """Build the dependency package and emit `packaged` for it (``package: "dependency"``, ``sha256``)."""
+    built: list[Package] = []
+
+    def package_fn(f: FunctionConfig) -> Package:
+        found = _split(f).dependency
+        if found is None:
+            raise PackageError(f"{f.name} has no dependency package: {_no_dependency_files(f)}")
+        built.append(found)
+        return found
+
+    def emit(event: Event) -> None:
+        if event.event == "packaged" and built:
+            event = replace(event, fields={**event.fields, "package": "dependency", "sha256": built[-1].sha256})
+        app.reporter.emit(event)
+
+    return build_and_package(fn, emit=emit, package_fn=package_fn)
+
+
+def _no_dependency_files(fn: FunctionConfig) -> str:
+    if fn.dependencies == DEPENDENCIES_AUTO:
+        return (
+            f'dependencies = "auto" found no node_modules/ and no *.dist-info/RECORD at the root of {fn.source}'
+        )
+    patterns = ", ".join(f'"{p}"' for p in fn.dependencies)
+    return f"dependencies = [{patterns}] matches no file in {fn.source} (after the ignore rules)"
+
+
+def _with_dependencies(config: Config, functions: tuple[FunctionConfig, ...]) -> tuple[FunctionConfig, ...]:
+    """The functions that have a dependency package; a usage error when none of those asked for has one."""
+    chosen = tuple(fn for fn in functions if fn.has_dependencies)
+    if chosen:
+        return chosen
+    if len(functions) == 1:
+        raise UsageError(
+            f'{functions[0].name} has dependencies = "off", so it has no dependency package: set '
+            f'dependencies = "auto" (or a list of patterns) for it in {config.path.name}'
+        )
+    raise UsageError(
+        f'no function in {config.path.name} has a dependency package (every one has dependencies = "off"): '
+        'set dependencies = "auto" (or a list of patterns) for one'
+    )
 
 
 @click.command("push")

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
+from pathspec import GitIgnoreSpec
+
 from fgsync.config.model import (
     _SECRET_KEYS,
     _URN_CHARS_RE,
@@ -21,6 +23,8 @@ from fgsync.config.model import (
     DEFAULT_DEBOUNCE_MS,
     DEFAULT_MAX_WAIT_MS,
     DEFAULT_REQUEST_TIMEOUT_S,
+    DEPENDENCIES_AUTO,
+    DEPENDENCIES_OFF,
     FUNCTION_KEYS,
     MAX_BUILD_TIMEOUT_S,
     MAX_REQUEST_TIMEOUT_S,
@@ -31,6 +35,7 @@ from fgsync.config.model import (
     WATCH_KEYS,
     AuthConfig,
     Config,
+    DependencySetting,
     FunctionConfig,
     WatchConfig,
     default_endpoint,
@@ -195,6 +200,7 @@ class _Checker:
         kms_key_id = t.string("kms_key_id", "must be a KMS key id (a non-empty string)")
         invoke_event = t.path("invoke_event", "the path of a JSON event file")
         build_timeout_s = t.seconds("build_timeout_s", MAX_BUILD_TIMEOUT_S)
+        dependencies = self.dependencies(t, code_type, source)
         if len(self.problems) > before or name is None or source is None or urn is None:
             return None
         return FunctionConfig(
@@ -212,7 +218,46 @@ class _Checker:
             kms_key_id=kms_key_id,
             invoke_event=invoke_event,
             build_timeout_s=DEFAULT_BUILD_TIMEOUT_S if build_timeout_s is None else build_timeout_s,
+            dependencies=dependencies,
         )
+
+    def dependencies(self, t: _Table, code_type: str, source: Optional[Path]) -> DependencySetting:
+        """``dependencies``: "off" (default), "auto", or a non-empty array of gitignore-style patterns."""
+        key = t.prefix + "dependencies"
+        if "dependencies" not in t.data:
+            return DEPENDENCIES_OFF
+        value = t.data["dependencies"]
+        allowed = (
+            'must be "off", "auto", or an array of gitignore-style patterns relative to source '
+            '(such as ["node_modules/", "vendor/"])'
+        )
+        if isinstance(value, str):
+            if value not in (DEPENDENCIES_OFF, DEPENDENCIES_AUTO):
+                self.bad(key, value, allowed)
+                return DEPENDENCIES_OFF
+            setting: DependencySetting = value
+        elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            bad = [(pattern, why) for pattern in value if (why := _pattern_problem(pattern, source, self.folder))]
+            for pattern, why in bad:
+                self.bad(key, value, f"pattern {_show(pattern)} {why}")
+            if bad:
+                return DEPENDENCIES_OFF
+            setting = tuple(value)
+        elif value == []:
+            self.bad(
+                key,
+                value,
+                'an empty array names no files: list patterns such as ["node_modules/"], or write "auto", '
+                'or "off" to package everything together',
+            )
+            return DEPENDENCIES_OFF
+        else:
+            self.bad(key, value, allowed)
+            return DEPENDENCIES_OFF
+        if setting != DEPENDENCIES_OFF and code_type != "zip":
+            self.bad(key, value, 'only allowed with code_type = "zip": a jar function uploads its artifact as it is')
+            return DEPENDENCIES_OFF
+        return setting
 
     def urn(self, t: _Table, region: Optional[str], project_id: Optional[str], package: Optional[str]) -> Optional[str]:
         """The function's URN, ending in ``:latest``: the given one checked, or the default built."""
@@ -370,6 +415,49 @@ class _Table:
             state = f"is not a {kind}" if resolved.exists() else "does not exist"
             self.checker.bad(self.prefix + key, value, f"{allowed}; {resolved} {state}")
         return resolved
+
+
+def _pattern_problem(pattern: str, source: Optional[Path], folder: Path) -> Optional[str]:
+    """What is wrong with one ``dependencies`` pattern, or None when it is usable.
+
+    A leading ``/`` anchors a pattern at ``source`` (as in .gitignore), so only what is clearly a path of this
+    machine counts as absolute: a drive or UNC path, ``~``, or the absolute path of the source or of the
+    config's folder. ``.`` and ``..`` never match anything in gitignore syntax: a pattern holding one is a
+    mistake, not a rule.
+    """
+    if not pattern.strip():
+        return 'is blank: give a path pattern such as "node_modules/"'
+    if pattern.startswith("#"):
+        return "is a comment in gitignore syntax and matches nothing (write \\# for a name starting with #)"
+    body = pattern[1:] if pattern.startswith("!") else pattern
+    absolute = re.match(r"^([A-Za-z]:[\\/]|\\\\|~)", body) is not None or any(
+        body == root or body.startswith(root.rstrip("/") + "/")
+        for root in {Path(p).as_posix() for p in (source, folder) if p is not None}
+    )
+    if absolute:
+        return (
+            "is an absolute path: patterns are relative to the function's source folder "
+            '(such as "node_modules/"; a leading / anchors a pattern there, as in .gitignore)'
+        )
+    parts = body.strip("/").split("/")
+    if ".." in parts:
+        return "leaves the source folder (..): patterns can only name files inside source"
+    if "." in parts:
+        return f'has a "." folder, which never matches in gitignore syntax: write {_show(_without_dots(pattern))}'
+    try:
+        GitIgnoreSpec.from_lines([pattern])
+    except ValueError as exc:
+        return f"is not a valid gitignore-style pattern ({exc})"
+    return None
+
+
+def _without_dots(pattern: str) -> str:
+    negated = pattern.startswith("!")
+    body = pattern[1:] if negated else pattern
+    anchored = body.startswith("/") or body.startswith("./")
+    kept = "/".join(part for part in body.split("/") if part not in (".", ""))
+    trailing = "/" if body.endswith("/") and kept else ""
+    return ("!" if negated else "") + ("/" if anchored else "") + kept + trailing
 
 
 def _is_loopback_url(url: str) -> bool:

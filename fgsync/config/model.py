@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 CONFIG_FILENAME = "fgsync.toml"
 CONFIG_ENV = "FGSYNC_CONFIG"
@@ -18,7 +18,7 @@ AUTH_KEYS = ("method", "user", "domain")
 WATCH_KEYS = ("debounce_ms", "max_wait_ms", "poll")
 FUNCTION_KEYS = (
     "name", "source", "urn", "package", "code_type", "code_filename", "artifact", "build", "exclude",
-    "use_gitignore", "depend_version_list", "kms_key_id", "invoke_event", "build_timeout_s",
+    "use_gitignore", "depend_version_list", "kms_key_id", "invoke_event", "build_timeout_s", "dependencies",
 )  # fmt: skip
 #: Every key the file may hold, per table ("" is the top level); docs and tests check against it.
 SCHEMA: Mapping[str, tuple[str, ...]] = {
@@ -35,6 +35,12 @@ MAX_REQUEST_TIMEOUT_S = 3600.0
 DEFAULT_BUILD_TIMEOUT_S = 600.0
 #: A day: a build that needs longer is not part of a save-and-reload loop.
 MAX_BUILD_TIMEOUT_S = 86400.0
+
+#: ``dependencies`` as fgsync.toml spells it: ``"off"``, ``"auto"``, or a non-empty tuple of gitignore-style
+#: patterns relative to ``source``. Packaging turns it into a ``fgsync.package.DependencySpec``.
+DependencySetting = Union[str, tuple[str, ...]]
+DEPENDENCIES_OFF = "off"
+DEPENDENCIES_AUTO = "auto"
 
 REGION_RE = re.compile(r"^[a-z]{2}-[a-z]+-\d+$")
 PROJECT_ID_RE = re.compile(r"^[A-Za-z0-9]{32}$")
@@ -62,6 +68,14 @@ class FunctionConfig:
     kms_key_id: Optional[str]
     invoke_event: Optional[Path]
     build_timeout_s: float = DEFAULT_BUILD_TIMEOUT_S
+    #: ``"off"`` (everything in one zip), ``"auto"``, or the patterns (a tuple, never empty): see
+    #: :data:`DependencySetting` and docs/dependencies.md.
+    dependencies: DependencySetting = DEPENDENCIES_OFF
+
+    @property
+    def has_dependencies(self) -> bool:
+        """Whether the function has a dependency package (``dependencies`` is not ``"off"``)."""
+        return self.dependencies != DEPENDENCIES_OFF
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,12 @@ _FUNCTION_DOCS = (
     ("kms_key_id", '"..."', "KMS key that encrypts the code"),
     ("invoke_event", '"events/{name}.json"', "the event for `fgsync invoke` and `watch --invoke`"),
     ("build_timeout_s", "600", "a build still running after this long is stopped and reported"),
+    (
+        "dependencies",
+        '"off"',
+        '"off" (default), "auto" (node_modules/, pip install -t . packages) or patterns such as ["vendor/"]: '
+        "a dependency package uploaded once, not on every save",
+    ),
 )
 
 

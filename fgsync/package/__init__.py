@@ -2,8 +2,8 @@
 SHA-512, and the function's build command.
 
 Modules: ``builder`` (``build_package``, the daemon's incremental ``PackageBuilder``), ``walk`` (which files,
-how they are opened), ``archive`` (the zip layout, written by hand so every header field is pinned) and
-``build`` (the `build` command).
+how they are opened), ``dependencies`` (which of them go into the function's dependency package), ``archive``
+(the zip layout, written by hand so every header field is pinned) and ``build`` (the `build` command).
 """
 
 from __future__ import annotations
@@ -11,20 +11,40 @@ from __future__ import annotations
 from fgsync.package.build import BuildProcesses, run_build
 from fgsync.package.builder import (
     CACHE_BYTES,
+    DEPENDENCY_FILENAME,
     MAX_PACKAGE_BYTES,
     BuildStats,
     Package,
     PackageBuilder,
+    SplitPackage,
     build_package,
+    build_split_package,
+)
+from fgsync.package.dependencies import (
+    MAX_DEPENDENCY_BYTES,
+    MAX_DEPENDENCY_FILES,
+    MAX_DEPENDENCY_OBS_BYTES,
+    DependencySelector,
+    DependencySpec,
+    split_files,
 )
 
 __all__ = [
     "CACHE_BYTES",
+    "DEPENDENCY_FILENAME",
+    "MAX_DEPENDENCY_BYTES",
+    "MAX_DEPENDENCY_FILES",
+    "MAX_DEPENDENCY_OBS_BYTES",
     "MAX_PACKAGE_BYTES",
     "BuildProcesses",
     "BuildStats",
+    "DependencySelector",
+    "DependencySpec",
     "Package",
     "PackageBuilder",
+    "SplitPackage",
     "build_package",
+    "build_split_package",
     "run_build",
+    "split_files",
 ]

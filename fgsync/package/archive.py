@@ -88,7 +88,14 @@ def _chunks(src: SourceFile, open_file: OpenFile) -> Iterator[bytes]:
         raise read_error(src.rel, exc) from None
 
 
-def _compress(rel: str, chunks: Iterable[bytes], keep_limit: int) -> CompressedEntry:
+def _over(what: str, text: str, fix: str) -> PackageError:
+    """The error for an archive over its limit: ``<what> <text>`` and, when there is one, ``: <fix>``."""
+    return PackageError(f"{what} {text}: {fix}" if fix else f"{what} {text}")
+
+
+def _compress(
+    rel: str, chunks: Iterable[bytes], keep_limit: int, what: str = "package", fix: str = ""
+) -> CompressedEntry:
     crc = 0
     size = 0
     hasher = hashlib.sha256()
@@ -113,14 +120,17 @@ def _compress(rel: str, chunks: Iterable[bytes], keep_limit: int) -> CompressedE
         if len(data) < size:
             return CompressedEntry(crc, size, DEFLATED, data, hasher.digest())
     if raw is None:
-        raise PackageError(
-            f"{rel} is {size:,} bytes and does not compress: the package would be over the limit of "
-            f"{keep_limit:,} bytes"
+        raise _over(
+            f"{rel} is {size:,} bytes and does not compress: the {what}",
+            f"would be over the limit of {keep_limit:,} bytes",
+            fix,
         )
     return CompressedEntry(crc, size, STORED, b"".join(raw), hasher.digest())
 
 
-def compress_file(src: SourceFile, *, open_file: OpenFile = open_source_file, keep_limit: int) -> CompressedEntry:
+def compress_file(
+    src: SourceFile, *, open_file: OpenFile = open_source_file, keep_limit: int, what: str = "package", fix: str = ""
+) -> CompressedEntry:
     """Read, checksum, hash and deflate one file in a single streaming pass.
 
     Args:
@@ -128,15 +138,22 @@ def compress_file(src: SourceFile, *, open_file: OpenFile = open_source_file, ke
         open_file: how to open it (a seam for tests).
         keep_limit: raw bytes kept aside in case the file must be stored; a file that deflate cannot shrink
             and that is larger than this could never fit in a package anyway.
+        what, fix: the archive the file is for and what to do when it does not fit, for the message.
 
     Raises:
         PackageError: the file cannot be read, or it alone is larger than ``keep_limit`` and incompressible.
     """
-    return _compress(src.rel, _chunks(src, open_file), keep_limit)
+    return _compress(src.rel, _chunks(src, open_file), keep_limit, what, fix)
 
 
 def refresh_file(
-    src: SourceFile, cached: CompressedEntry, *, open_file: OpenFile = open_source_file, keep_limit: int
+    src: SourceFile,
+    cached: CompressedEntry,
+    *,
+    open_file: OpenFile = open_source_file,
+    keep_limit: int,
+    what: str = "package",
+    fix: str = "",
 ) -> Optional[CompressedEntry]:
     """Re-read a file whose stat cannot vouch for it; None when its content still hashes as ``cached``.
 
@@ -151,14 +168,14 @@ def refresh_file(
             hasher.update(chunk)
         if hasher.digest() == cached.digest:
             return None
-        return compress_file(src, open_file=open_file, keep_limit=keep_limit)
+        return compress_file(src, open_file=open_file, keep_limit=keep_limit, what=what, fix=fix)
     chunks = list(_chunks(src, open_file))
     hasher = hashlib.sha256()
     for chunk in chunks:
         hasher.update(chunk)
     if hasher.digest() == cached.digest:
         return None
-    return _compress(src.rel, chunks, keep_limit)
+    return _compress(src.rel, chunks, keep_limit, what, fix)
 
 
 def external_attr(mode: int) -> int:
@@ -229,6 +246,8 @@ def assemble(
     abort_bytes: int,
     trail: Optional[HashTrail] = None,
     keep_trail: bool = False,
+    what: str = "package",
+    fix: str = "",
 ) -> tuple[bytes, str, Optional[HashTrail]]:
     """Lay the entries out as a zip and hash it.
 
@@ -240,6 +259,8 @@ def assemble(
             compressed to the end just to be refused).
         trail: the previous archive's hash trail, to skip re-hashing an unchanged prefix.
         keep_trail: return this archive's trail (costs one hash-state copy per entry).
+        what: the archive's name in messages (``package``, ``dependency package``).
+        fix: what to do about an archive over the limit, appended to the message.
 
     Returns:
         The zip bytes, their SHA-512 (lowercase hex) and, with ``keep_trail``, the new trail.
@@ -248,7 +269,8 @@ def assemble(
         PackageError: the archive is over ``max_bytes``, or has more entries than a plain zip holds.
     """
     if len(files) > MAX_ENTRIES:
-        raise PackageError(f"{len(files):,} files is more than a zip without zip64 holds ({MAX_ENTRIES:,})")
+        named = "" if what == "package" else f"{what}: "
+        raise PackageError(f"{named}{len(files):,} files is more than a zip without zip64 holds ({MAX_ENTRIES:,})")
     old_keys = trail.keys if trail is not None else []
     by_name: Optional[dict[str, TrailKey]] = None
     same = 0  # entries 0..same-1 are byte-identical to the trail's archive, at the same offsets
@@ -281,14 +303,12 @@ def assemble(
         parts.append(entry.data)
         offset += len(key[4]) + len(entry.data)
         if offset > abort_bytes:
-            raise PackageError(
-                f"package would be at least {offset:,} bytes, over the limit of {max_bytes:,} bytes"
-            )
+            raise _over(what, f"would be at least {offset:,} bytes, over the limit of {max_bytes:,} bytes", fix)
     directory = b"".join(central)
     tail = end_record(len(central), len(directory), offset)
     total = offset + len(directory) + len(tail)
     if total > max_bytes:
-        raise PackageError(f"package is {total:,} bytes, over the limit of {max_bytes:,} bytes")
+        raise _over(what, f"is {total:,} bytes, over the limit of {max_bytes:,} bytes", fix)
     parts.append(directory)
     parts.append(tail)
 

@@ -4,6 +4,10 @@
 keeps each file's compressed entry between builds and re-deflates only what changed, while producing the very
 same bytes as a cold build. The walk is in :mod:`fgsync.package.walk`, the zip layout in
 :mod:`fgsync.package.archive`, the build command in :mod:`fgsync.package.build`.
+
+With ``dependencies`` (see :mod:`fgsync.package.dependencies`) one walk gives two zips: the code, and the
+function's dependency package (``build_split`` / ``build_split_package``). Both come from the same entry cache,
+each with its own hash trail, so an edit on one side re-deflates and re-hashes nothing of the other.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Callable, Optional, Union
 
@@ -24,6 +29,16 @@ from fgsync.errors import PackageError
 from fgsync.ignore import IgnoreRules
 from fgsync.package.archive import CompressedEntry, HashTrail, assemble, compress_file, refresh_file
 from fgsync.package.build import run_build
+from fgsync.package.dependencies import (
+    MAX_DEPENDENCY_BYTES,
+    MAX_DEPENDENCY_FILES,
+    OFF,
+    DependencySelector,
+    DependencySetting,
+    DependencySpec,
+    check_dependency_files,
+    dependency_size_fix,
+)
 from fgsync.package.walk import OpenFile, SourceFile, VanishedError, open_source_file, walk_source
 
 __all__ = [
@@ -32,7 +47,9 @@ __all__ = [
     "BuildStats",
     "Package",
     "PackageBuilder",
+    "SplitPackage",
     "build_package",
+    "build_split_package",
     "run_build",
 ]
 
@@ -41,6 +58,8 @@ log = logging.getLogger(__name__)
 #: FunctionGraph refuses zip and jar packages above this size (FSS.1071); checked before any upload.
 MAX_PACKAGE_BYTES = 52_428_800
 ZIP_FILENAME = "index.zip"
+#: The dependency package's file name (for ``fgsync package --dependencies`` and the upload's records).
+DEPENDENCY_FILENAME = "dependency.zip"
 #: Default bound of the incremental cache: room for a maximal package's entries.
 CACHE_BYTES = 64 * 1024 * 1024
 #: A cached entry whose mtime or ctime is within this of the moment it was read may have been rewritten in the
@@ -79,6 +98,26 @@ class Package:
         """The package size in bytes."""
         return len(self.data)
 
+    @cached_property
+    def sha256(self) -> str:
+        """Lowercase hex SHA-256 of ``data`` (a dependency version's ``description`` carries it); computed once,
+        when first asked for."""
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass(frozen=True)
+class SplitPackage:
+    """What one walk of a function with ``dependencies`` gives.
+
+    Attributes:
+        code: the code zip, without the dependency files (the upload of every save).
+        dependency: the dependency package, the same files at the same relative paths; None when no file is a
+            dependency (``auto`` on a tree without ``node_modules/`` or RECORD files), or without dependencies.
+    """
+
+    code: Package
+    dependency: Optional[Package]
+
 
 @dataclass(frozen=True)
 class BuildStats:
@@ -96,8 +135,25 @@ class _Cached:
     trusted: bool  # its mtime was safely older than the read: an equal stat means equal content
 
 
-_Job = tuple[SourceFile, Optional[_Cached]]
+class _Side:
+    """One of the archives a builder makes (code, dependency): its limit, names, and last trail and package."""
+
+    def __init__(self, what: str, filename: str, max_bytes: int, fix: str = "") -> None:
+        self.what = what
+        self.filename = filename
+        self.max_bytes = max_bytes
+        self.fix = fix
+        self.trail: Optional[HashTrail] = None
+        self.last: Optional[Package] = None  # the last package built, reused when nothing in it changed
+
+    def forget(self) -> None:
+        self.trail = None
+        self.last = None
+
+
+_Job = tuple[SourceFile, Optional[_Cached], _Side]
 _Outcome = tuple[CompressedEntry, str]  # the entry and "rechecked" or "compressed"
+_Slot = Union[CompressedEntry, int]  # a reused entry, or the index of the job that makes it
 
 
 class PackageBuilder:
@@ -108,6 +164,10 @@ class PackageBuilder:
     safely older than the moment it was read; otherwise the file is re-read and its content hash compared. The
     cache is an LRU bounded by ``cache_bytes`` and is dropped whenever the ignore rules change. Not reentrant:
     builds are serialized.
+
+    With ``dependencies``, :meth:`build_split` makes the code zip and the dependency package from one walk;
+    the cache is shared (a file that moves from one side to the other is not compressed again) and each
+    archive keeps its own hash trail; an archive none of whose entries changed is the previous package object.
     """
 
     def __init__(
@@ -123,6 +183,9 @@ class PackageBuilder:
         open_file: OpenFile = open_source_file,
         clock_ns: Callable[[], int] = time.time_ns,
         racy_margin_ns: int = RACY_MARGIN_NS,
+        dependencies: Union[DependencySetting, DependencySpec, None] = OFF,
+        max_dependency_bytes: int = MAX_DEPENDENCY_BYTES,
+        max_dependency_files: int = MAX_DEPENDENCY_FILES,
     ) -> None:
         """Set up a builder; nothing is read until :meth:`build`.
 
@@ -138,6 +201,14 @@ class PackageBuilder:
             open_file: how files are opened (a seam for tests).
             clock_ns: wall clock in ns, compared with file mtimes.
             racy_margin_ns: a file changed within this of the moment it was read is re-read next time.
+            dependencies: the function's ``dependencies`` (``"off"``, ``"auto"``, patterns, or a
+                :class:`DependencySpec`): which files go into the dependency package.
+            max_dependency_bytes: the dependency zip's size limit (40 MB for a direct upload; the OBS route
+                passes ``MAX_DEPENDENCY_OBS_BYTES``).
+            max_dependency_files: the dependency package's file-count limit.
+
+        Raises:
+            PackageError: ``dependencies`` is not a valid setting.
         """
         self.source = Path(source)
         self.code_type = code_type
@@ -145,6 +216,18 @@ class PackageBuilder:
         self.cache_bytes = cache_bytes
         self.workers = workers if workers is not None else max(1, min(4, os.cpu_count() or 1))
         self.max_bytes = max_bytes
+        self.dependencies = DependencySpec.from_setting(dependencies)
+        self.max_dependency_bytes = max_dependency_bytes
+        self.max_dependency_files = max_dependency_files
+        self._selector = (
+            DependencySelector(self.dependencies, open_file=open_file, clock_ns=clock_ns, racy_margin_ns=racy_margin_ns)
+            if self.dependencies is not None
+            else None
+        )
+        self._code = _Side("package", ZIP_FILENAME, max_bytes)
+        self._dependency = _Side(
+            "dependency package", DEPENDENCY_FILENAME, max_dependency_bytes, dependency_size_fix(max_dependency_bytes)
+        )
         self._rules = rules if rules is not None else IgnoreRules.for_function(self.source)
         self._open_file = open_file
         self._clock_ns = clock_ns
@@ -152,9 +235,11 @@ class PackageBuilder:
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cached_bytes = 0
         self._fingerprint: Optional[str] = None
-        self._trail: Optional[HashTrail] = None
         self._lock = threading.Lock()
+        #: What the last build did, over both archives; ``code_stats`` and ``dependency_stats`` split it.
         self.stats = BuildStats()
+        self.code_stats = BuildStats()
+        self.dependency_stats = BuildStats()
 
     @property
     def rules(self) -> IgnoreRules:
@@ -164,12 +249,16 @@ class PackageBuilder:
     def invalidate(self) -> None:
         """Forget every cached entry; the next build is cold."""
         with self._lock:
-            self._cache.clear()
-            self._cached_bytes = 0
-            self._trail = None
+            self._forget()
+
+    def _forget(self) -> None:
+        self._cache.clear()
+        self._cached_bytes = 0
+        self._code.forget()
+        self._dependency.forget()
 
     def build(self) -> Package:
-        """Build the package from the tree as it is now.
+        """Build the package from the tree as it is now: with dependencies, the code part of :meth:`build_split`.
 
         A file or folder that vanishes mid-build (an editor's atomic save, a checkout) makes the build start
         over, up to three times, before the error is reported.
@@ -177,9 +266,21 @@ class PackageBuilder:
         Raises:
             PackageError: see :func:`build_package`.
         """
+        return self.build_split().code
+
+    def build_split(self) -> SplitPackage:
+        """Build the code zip and, with dependencies, the dependency package, from one walk of the tree.
+
+        Without dependencies ``dependency`` is None and ``code`` is what :meth:`build` always gave.
+
+        Raises:
+            PackageError: see :func:`build_split_package`.
+        """
         with self._lock:
             if self.code_type == "jar":
-                return _jar_package(self.source, self.artifact, self.max_bytes)
+                if self.dependencies is not None:
+                    raise PackageError('dependencies need code_type = "zip": a jar is uploaded as it is')
+                return SplitPackage(_jar_package(self.source, self.artifact, self.max_bytes), None)
             if self.code_type != "zip":
                 raise PackageError(f"unsupported code_type {self.code_type!r}: fgsync packages zip and jar")
             for attempt in range(1, _ATTEMPTS + 1):
@@ -191,41 +292,103 @@ class PackageBuilder:
                     log.debug("%s; packaging %s again", exc, self.source)
             raise AssertionError("unreachable")  # pragma: no cover
 
-    def _build_zip_once(self) -> Package:
+    def _build_zip_once(self) -> SplitPackage:
         if self._rules.is_stale():
             log.debug("ignore rules of %s changed on disk; reloading", self.source)
             self._rules = self._rules.reload()
         files = walk_source(self.source, self._rules)
         fingerprint = self._rules.fingerprint()
         if fingerprint != self._fingerprint:
-            self._cache.clear()
-            self._cached_bytes = 0
-            self._trail = None
+            self._forget()
             self._fingerprint = fingerprint
-        if not files:
-            raise PackageError(
-                f"nothing to package in {self.source}: no files left after the ignore rules, and an empty "
-                "upload would reset the function to template code"
-            )
-        return self._build_zip(files)
+        dependency: list[SourceFile] = []
+        if self._selector is None:
+            code = files
+        else:
+            code, dependency = self._selector.split(files)
+        if not code:
+            raise PackageError(self._nothing_to_package(bool(dependency)))
+        if dependency:
+            check_dependency_files(dependency, max_files=self.max_dependency_files)
+        else:
+            self._dependency.forget()
+        parts = [(self._code, code)]
+        if dependency:
+            parts.append((self._dependency, dependency))
+        packages = self._build_zips(parts)
+        return SplitPackage(packages[0], packages[1] if dependency else None)
 
-    def _build_zip(self, files: list[SourceFile]) -> Package:
+    def _nothing_to_package(self, all_dependencies: bool) -> str:
+        if all_dependencies and self.dependencies is not None:
+            return (
+                f"nothing to package in {self.source}: every file left after the ignore rules goes to the "
+                f"dependency package (dependencies = {self.dependencies.describe()}), and an empty code upload "
+                "would reset the function to template code"
+            )
+        return (
+            f"nothing to package in {self.source}: no files left after the ignore rules, and an empty "
+            "upload would reset the function to template code"
+        )
+
+    def _build_zips(self, parts: Sequence[tuple[_Side, list[SourceFile]]]) -> list[Package]:
+        """One archive per (side, files); the files that need reading are compressed in one pool, in order."""
         read_at = self._clock_ns()
-        slots: list[Union[CompressedEntry, int]] = []
+        plans: list[tuple[_Side, list[SourceFile], list[_Slot]]] = []
         jobs: list[_Job] = []
-        reused = 0
+        reused: list[int] = []
         get = self._cache.get
-        for src in files:
-            cached = get(src.rel)
-            # One tuple comparison: (relpath, path, size, mtime_ns, inode, mode, ctime_ns, dev).
-            if cached is not None and cached.trusted and cached.src == src:
-                slots.append(cached.entry)
-                reused += 1
-            else:
-                slots.append(len(jobs))
-                jobs.append((src, cached))
+        for side, files in parts:
+            slots: list[_Slot] = []
+            count = 0
+            for src in files:
+                cached = get(src.rel)
+                # One tuple comparison: (relpath, path, size, mtime_ns, inode, mode, ctime_ns, dev).
+                if cached is not None and cached.trusted and cached.src == src:
+                    slots.append(cached.entry)
+                    count += 1
+                else:
+                    slots.append(len(jobs))
+                    jobs.append((src, cached, side))
+            plans.append((side, files, slots))
+            reused.append(count)
+        # Jobs are in archive order (all of the code's, then the dependency's): each assemble below takes
+        # exactly its own outcomes from the one stream.
         outcomes = self._run_jobs(jobs)
         done: list[Optional[_Outcome]] = [None] * len(jobs)
+        try:
+            packages = [self._archive(side, files, slots, outcomes, done) for side, files, slots in plans]
+        finally:
+            outcomes.close()  # stops the workers early when assemble gave up
+        per_side: list[BuildStats] = []
+        for (side, _files, _slots), count in zip(plans, reused):
+            kinds = [o[1] for o, job in zip(done, jobs) if o is not None and job[2] is side]
+            per_side.append(BuildStats(count, kinds.count("rechecked"), kinds.count("compressed")))
+        self.code_stats = per_side[0]
+        self.dependency_stats = per_side[1] if len(per_side) > 1 else BuildStats()
+        self.stats = BuildStats(
+            sum(st.reused for st in per_side),
+            sum(st.rechecked for st in per_side),
+            sum(st.compressed for st in per_side),
+        )
+        if self.cache_bytes > 0:
+            all_files = [src for _side, files, _slots in plans for src in files]
+            all_slots = [slot for _side, _files, slots in plans for slot in slots]
+            self._remember(all_files, all_slots, done, read_at)
+        return packages
+
+    def _archive(
+        self,
+        side: _Side,
+        files: list[SourceFile],
+        slots: list[_Slot],
+        outcomes: Iterator[_Outcome],
+        done: list[Optional[_Outcome]],
+    ) -> Package:
+        last, trail = side.last, side.trail
+        if last is not None and trail is not None and _unchanged(trail, files, slots):
+            # Same names, modes and entry objects as last time: the same bytes. Reusing the package object
+            # also keeps its lazily computed sha256.
+            return last
 
         def entries() -> Iterator[CompressedEntry]:
             for slot in slots:
@@ -235,27 +398,24 @@ class PackageBuilder:
                     done[slot] = outcome = next(outcomes)
                     yield outcome[0]
 
-        try:
-            data, sha512, trail = assemble(
-                files,
-                entries(),
-                max_bytes=self.max_bytes,
-                abort_bytes=2 * self.max_bytes,
-                trail=self._trail,
-                keep_trail=self.cache_bytes > 0,
-            )
-        finally:
-            outcomes.close()  # stops the workers early when assemble gave up
-        kinds = [o[1] for o in done if o is not None]
-        self.stats = BuildStats(reused, kinds.count("rechecked"), kinds.count("compressed"))
+        data, sha512, new_trail = assemble(
+            files,
+            entries(),
+            max_bytes=side.max_bytes,
+            abort_bytes=2 * side.max_bytes,
+            trail=trail,
+            keep_trail=self.cache_bytes > 0,
+            what=side.what,
+            fix=side.fix,
+        )
+        package = Package(data, sha512, len(files), tuple([f.rel for f in files]), side.filename, "zip")
         if self.cache_bytes > 0:
-            self._trail = trail
-            self._remember(files, slots, done, read_at)
-        return Package(data, sha512, len(files), tuple([f.rel for f in files]), ZIP_FILENAME, "zip")
+            side.trail, side.last = new_trail, package
+        return package
 
     def _run_jobs(self, jobs: Sequence[_Job]) -> Generator[_Outcome, None, None]:
         """Outcomes of the jobs, in order; in parallel batches when there is enough work."""
-        total = sum(src.size for src, _ in jobs)
+        total = sum(job[0].size for job in jobs)
         if self.workers <= 1 or total < _PARALLEL_MIN_BYTES:
             for job in jobs:
                 yield self._run_job(job)
@@ -282,19 +442,20 @@ class PackageBuilder:
         return [self._run_job(job) for job in batch]
 
     def _run_job(self, job: _Job) -> _Outcome:
-        src, cached = job
+        src, cached, side = job
+        limit, what, fix = side.max_bytes, side.what, side.fix
         # A different size means different content; anything else (a touch, a racy entry) is compared.
         if cached is not None and cached.src.size == src.size:
-            fresh = refresh_file(src, cached.entry, open_file=self._open_file, keep_limit=self.max_bytes)
+            fresh = refresh_file(src, cached.entry, open_file=self._open_file, keep_limit=limit, what=what, fix=fix)
             if fresh is None:
                 return cached.entry, "rechecked"
             return fresh, "compressed"
-        return compress_file(src, open_file=self._open_file, keep_limit=self.max_bytes), "compressed"
+        return compress_file(src, open_file=self._open_file, keep_limit=limit, what=what, fix=fix), "compressed"
 
     def _remember(
         self,
         files: Sequence[SourceFile],
-        slots: Sequence[Union[CompressedEntry, int]],
+        slots: Sequence[_Slot],
         done: Sequence[Optional[_Outcome]],
         read_at: int,
     ) -> None:
@@ -326,6 +487,17 @@ class PackageBuilder:
             self._cached_bytes -= len(old.entry.data)
 
 
+def _unchanged(trail: HashTrail, files: Sequence[SourceFile], slots: Sequence[_Slot]) -> bool:
+    """Whether an archive of these files and entries is the one the trail was made from."""
+    keys = trail.keys
+    if len(keys) != len(files):
+        return False
+    for key, src, slot in zip(keys, files, slots):
+        if not isinstance(slot, CompressedEntry) or key[2] is not slot or key[0] != src.rel or key[1] != src.mode:
+            return False
+    return True
+
+
 def _jar_package(source: Path, artifact: Optional[Path], max_bytes: int) -> Package:
     if artifact is None:
         raise PackageError("code_type jar needs an artifact: the .jar file to upload")
@@ -353,8 +525,13 @@ def build_package(
     code_type: str = "zip",
     artifact: Optional[Path] = None,
     max_bytes: int = MAX_PACKAGE_BYTES,
+    dependencies: Union[DependencySetting, DependencySpec, None] = OFF,
+    max_dependency_bytes: int = MAX_DEPENDENCY_BYTES,
 ) -> Package:
     """Build a function's package from scratch: a reproducible zip of source, or the jar artifact.
+
+    With ``dependencies`` this is the code zip only (the dependency files left out, the dependency package
+    still built and checked against its limits); :func:`build_split_package` gives both.
 
     Args:
         fn_source: the function's source folder; its contents become the zip root.
@@ -362,12 +539,64 @@ def build_package(
         code_type: ``zip`` or ``jar``.
         artifact: for ``jar``, the file to upload (relative paths are relative to fn_source).
         max_bytes: the size limit (FunctionGraph's 50 MB unless a test says otherwise).
+        dependencies: ``"off"`` (default), ``"auto"``, patterns, or a :class:`DependencySpec`.
+        max_dependency_bytes: the dependency package's size limit.
 
     Raises:
         PackageError: no files; a symlink out of source, dangling or looping; an unreadable file or folder;
-            over the size limit; a missing jar artifact.
+            over the size limit; a missing jar artifact; a dependency package over its limits.
+    """
+    return build_split_package(
+        fn_source,
+        rules=rules,
+        code_type=code_type,
+        artifact=artifact,
+        max_bytes=max_bytes,
+        dependencies=dependencies,
+        max_dependency_bytes=max_dependency_bytes,
+    ).code
+
+
+def build_split_package(
+    fn_source: Path,
+    *,
+    rules: IgnoreRules,
+    dependencies: Union[DependencySetting, DependencySpec, None],
+    code_type: str = "zip",
+    artifact: Optional[Path] = None,
+    max_bytes: int = MAX_PACKAGE_BYTES,
+    max_dependency_bytes: int = MAX_DEPENDENCY_BYTES,
+    max_dependency_files: int = MAX_DEPENDENCY_FILES,
+) -> SplitPackage:
+    """Build a function's code zip and dependency package from scratch, from one walk of its source.
+
+    Args:
+        fn_source: the function's source folder.
+        rules: the ignore rules (``IgnoreRules.for_function``).
+        dependencies: ``"off"``, ``"auto"``, patterns relative to fn_source, or a :class:`DependencySpec`.
+        code_type: ``zip`` (``jar`` only with ``dependencies = "off"``).
+        artifact: for ``jar``, the file to upload.
+        max_bytes: the code zip's size limit.
+        max_dependency_bytes: the dependency zip's size limit (40 MB direct; OBS allows 300 MB).
+        max_dependency_files: the dependency package's file-count limit (30,000).
+
+    Returns:
+        The code zip and the dependency package (None when no file is a dependency).
+
+    Raises:
+        PackageError: as :func:`build_package`; a code set left empty (every file a dependency); a dependency
+            package over ``max_dependency_files`` files or ``max_dependency_bytes`` bytes, or holding a file
+            name that ends in ``~``.
     """
     builder = PackageBuilder(
-        fn_source, rules=rules, code_type=code_type, artifact=artifact, cache_bytes=0, max_bytes=max_bytes
+        fn_source,
+        rules=rules,
+        code_type=code_type,
+        artifact=artifact,
+        cache_bytes=0,
+        max_bytes=max_bytes,
+        dependencies=dependencies,
+        max_dependency_bytes=max_dependency_bytes,
+        max_dependency_files=max_dependency_files,
     )
-    return builder.build()
+    return builder.build_split()

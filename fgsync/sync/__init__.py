@@ -1,0 +1,37 @@
+"""One sync of one function (the face the rest of fgsync imports): build, package, decide, push or skip. Emits
+events; prints nothing.
+
+Modules: ``run`` (the sync: package, the skip rules of SPEC.md "Deciding to skip", the lock, the push).
+"""
+
+from __future__ import annotations
+
+from fgsync.sync.run import (
+    SAME_CODE_CODES,
+    SKIP_DRY_RUN,
+    PackageFn,
+    SyncResult,
+    build_and_package,
+    decide_state,
+    is_drift,
+    package_function,
+    recorded_push,
+    skip_reason,
+    sync_function,
+    waiting_message,
+)
+
+__all__ = [
+    "SAME_CODE_CODES",
+    "SKIP_DRY_RUN",
+    "PackageFn",
+    "SyncResult",
+    "build_and_package",
+    "decide_state",
+    "is_drift",
+    "package_function",
+    "recorded_push",
+    "skip_reason",
+    "sync_function",
+    "waiting_message",
+]

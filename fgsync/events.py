@@ -7,12 +7,13 @@ watching  functions, paths (after a reload of fgsync.toml also: reloaded)
 change    paths (at most 20), count
 packaged  files, bytes, sha512, ms (a dependency package: also package = "dependency", sha256)
 skipped   reason: unchanged | remote-identical | server-unchanged
-drift     recorded, remote
+drift     recorded, remote (fgsync's dependency detached: also dependency = {recorded, attached})
 pushed    bytes, digest, ms
 invoked   status, result, log, ms
+dependency  action: published | reused | unchanged, files, bytes, sha256, version, id, ms
 waiting   reason: git-lock | in-flight, message
 error     code, message, retryable, retry_in_ms
-status    sha512, pushed_sha512, remote_digest, state
+status    sha512, pushed_sha512, remote_digest, state (with dependencies: dependency = {version, sha256, attached})
 stopped   pending (functions with changes not pushed)
 ========  ===================================================================
 
@@ -33,6 +34,7 @@ EVENT_NAMES = (
     "drift",
     "pushed",
     "invoked",
+    "dependency",
     "waiting",
     "error",
     "status",

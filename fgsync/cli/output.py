@@ -72,9 +72,21 @@ def render_human(event: Event) -> str:
         }.get(f["reason"], "")
         return f"skipped ({f['reason']}) — {note}" if note else f"skipped ({f['reason']})"
     if event.event == "drift":
+        if f.get("remote") == f.get("recorded") and f.get("dependency"):
+            return "drift: fgsync's dependency version was detached outside fgsync; attaching it again"
         return (
             f"drift: the function's code was changed outside fgsync "
             f"(remote {short(f['remote'])}, last pushed {short(f['recorded'])})"
+        )
+    if event.event == "dependency":
+        what = {
+            "published": "published as version",
+            "reused": "reused version",
+            "unchanged": "unchanged, version",
+        }.get(str(f["action"]), str(f["action"]))
+        return (
+            f"dependency {what} {f['version']}: {f['files']} files, {human_size(f['bytes'])} in {f['ms']} ms"
+            f"  sha256 {short(f['sha256'])}"
         )
     if event.event == "pushed":
         return f"pushed {human_size(f['bytes'])} in {f['ms']} ms  digest {short(f['digest'])}"
@@ -107,6 +119,12 @@ def render_human(event: Event) -> str:
             details.append(human_size(f["code_size"]))
         if f.get("last_modified"):
             details.append(f"modified {f['last_modified']}")
+        dependency = f.get("dependency")
+        if isinstance(dependency, dict):
+            version = dependency.get("version")
+            where = f"version {version}" if version is not None else "no version"
+            how = "attached" if dependency.get("attached") else "not attached"
+            details.append(f"dependency {short(dependency.get('sha256'))} ({where}, {how})")
         return text + ("  " + "  ".join(details) if details else "")
     if event.event == "stopped":
         pending = f.get("pending") or []

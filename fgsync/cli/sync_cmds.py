@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
@@ -22,9 +21,9 @@ from fgsync.errors import (
     UsageError,
 )
 from fgsync.events import Event, error_event
-from fgsync.ignore import IgnoreRules
-from fgsync.package import Package, SplitPackage, build_split_package
-from fgsync.sync import build_and_package, decide_state, package_function, recorded_push, sync_function
+from fgsync.package import Package, SplitPackage
+from fgsync.sync import build_and_package, decide_state, package_split, recorded_push, sync_function
+from fgsync.sync.dependency import dependency_status
 
 if TYPE_CHECKING:
     from fgsync.remote import FunctionGraphClient
@@ -79,53 +78,33 @@ def package_command(name: Optional[str], output_path: Optional[Path], dependency
     return EXIT_OK
 
 
-def _split(fn: FunctionConfig) -> SplitPackage:
-    """The function's code zip and dependency package, from scratch (what `push` will upload)."""
-    rules = IgnoreRules.for_function(fn.source, exclude=fn.exclude, use_gitignore=fn.use_gitignore)
-    return build_split_package(
-        fn.source, rules=rules, dependencies=fn.dependencies, code_type=fn.code_type, artifact=fn.artifact
-    )
-
-
 def _package_code(app: AppContext, fn: FunctionConfig) -> Package:
     """Build the code package and emit `packaged`; with dependencies, say in a line what went where."""
-    if not fn.has_dependencies:
-        return build_and_package(fn, emit=app.reporter.emit)
-    built: list[SplitPackage] = []
-
-    def package_fn(f: FunctionConfig) -> Package:
-        built.append(_split(f))
-        return built[-1].code
-
-    package = build_and_package(fn, emit=app.reporter.emit, package_fn=package_fn)
-    moved = built[-1].dependency
-    if moved is not None:
-        app.reporter.info(
-            f"{moved.files} files ({output.human_size(moved.size)} zipped) went to the dependency package: "
-            f"fgsync package {fn.name} --dependencies"
-        )
-    else:
-        app.reporter.info(f"no dependency package: {_no_dependency_files(fn)}")
-    return package
+    split = build_and_package(fn, emit=app.reporter.emit)
+    if fn.has_dependencies:
+        moved = split.dependency
+        if moved is not None:
+            app.reporter.info(
+                f"{moved.files} files ({output.human_size(moved.size)} zipped) went to the dependency package: "
+                f"fgsync package {fn.name} --dependencies"
+            )
+        else:
+            app.reporter.info(f"no dependency package: {_no_dependency_files(fn)}")
+    return split.code
 
 
 def _package_dependency(app: AppContext, fn: FunctionConfig) -> Package:
     """Build the dependency package and emit `packaged` for it (``package: "dependency"``, ``sha256``)."""
-    built: list[Package] = []
 
-    def package_fn(f: FunctionConfig) -> Package:
-        found = _split(f).dependency
-        if found is None:
+    def package_fn(f: FunctionConfig) -> SplitPackage:
+        split = package_split(f)
+        if split.dependency is None:
             raise PackageError(f"{f.name} has no dependency package: {_no_dependency_files(f)}")
-        built.append(found)
-        return found
+        return split
 
-    def emit(event: Event) -> None:
-        if event.event == "packaged" and built:
-            event = replace(event, fields={**event.fields, "package": "dependency", "sha256": built[-1].sha256})
-        app.reporter.emit(event)
-
-    return build_and_package(fn, emit=emit, package_fn=package_fn)
+    dependency = build_and_package(fn, emit=app.reporter.emit, package_fn=package_fn, dependency=True).dependency
+    assert dependency is not None
+    return dependency
 
 
 def _no_dependency_files(fn: FunctionConfig) -> str:
@@ -227,25 +206,26 @@ def _each_function(
 
 
 def _status_one(app: AppContext, config: Config, fn: FunctionConfig, client: FunctionGraphClient) -> None:
-    package = package_function(fn)
+    split = package_split(fn)
+    package = split.code
     remote = client.show_config(fn.urn)
     record = recorded_push(app.store, config.endpoint, fn.urn, remote.digest)
     state = decide_state(package.sha512, record, remote.digest)
-    app.reporter.emit(
-        Event(
-            "status",
-            fn.name,
-            {
-                "sha512": package.sha512,
-                "pushed_sha512": record.sha512 if record else None,
-                "remote_digest": remote.digest or None,
-                "state": state,
-                "runtime": remote.runtime,
-                "code_size": remote.code_size,
-                "last_modified": remote.last_modified,
-            },
-        )
-    )
+    fields: dict[str, object] = {
+        "sha512": package.sha512,
+        "pushed_sha512": record.sha512 if record else None,
+        "remote_digest": remote.digest or None,
+        "state": state,
+        "runtime": remote.runtime,
+        "code_size": remote.code_size,
+        "last_modified": remote.last_modified,
+    }
+    recorded = record.dependency if record is not None else None
+    if fn.has_dependencies or recorded is not None:
+        fields["dependency"], says = dependency_status(split.dependency, recorded, remote.depend_version_list)
+        if says == "drift" or (says == "out-of-sync" and state == "in-sync"):
+            fields["state"] = says
+    app.reporter.emit(Event("status", fn.name, fields))
 
 
 def _report(app: AppContext, fn: FunctionConfig, error: FgsyncError) -> None:

@@ -31,7 +31,7 @@ from fgsync.config import Config, FunctionConfig, load_config, select_functions
 from fgsync.errors import EXIT_INTERRUPTED, EXIT_OK, FgsyncError
 from fgsync.events import Emit, error_event
 from fgsync.ignore import IgnoreRules
-from fgsync.package import BuildProcesses, Package, PackageBuilder
+from fgsync.package import BuildProcesses, PackageBuilder, SplitPackage
 from fgsync.package.fingerprint import InputFingerprints
 from fgsync.remote import FunctionGraphClient
 from fgsync.sync import SyncResult, sync_function
@@ -91,22 +91,28 @@ class ClientCache:
 
 class IncrementalPackager:
     """Packages each function with its own :class:`fgsync.package.PackageBuilder`, kept across syncs, so a
-    save re-deflates only the files that changed (the bytes are those of a cold build). A function whose
-    definition changes (fgsync.toml reloaded) gets a new builder."""
+    save re-deflates only the files that changed (the bytes are those of a cold build), in the code zip and the
+    dependency package alike. A function whose definition changes (fgsync.toml reloaded) gets a new builder."""
 
     def __init__(self) -> None:
         self._builders: dict[str, tuple[FunctionConfig, PackageBuilder]] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, fn: FunctionConfig) -> Package:
-        """The function's package, as :func:`fgsync.sync.package_function` would build it."""
+    def __call__(self, fn: FunctionConfig) -> SplitPackage:
+        """The function's packages, as :func:`fgsync.sync.package_split` would build them."""
         with self._lock:
             known = self._builders.get(fn.name)
             if known is None or known[0] != fn:
                 rules = IgnoreRules.for_function(fn.source, exclude=fn.exclude, use_gitignore=fn.use_gitignore)
-                builder = PackageBuilder(fn.source, rules=rules, code_type=fn.code_type, artifact=fn.artifact)
+                builder = PackageBuilder(
+                    fn.source,
+                    rules=rules,
+                    code_type=fn.code_type,
+                    artifact=fn.artifact,
+                    dependencies=fn.dependencies,
+                )
                 known = self._builders[fn.name] = (fn, builder)
-        return known[1].build()
+        return known[1].build_split()
 
 
 @dataclass

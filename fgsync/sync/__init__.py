@@ -1,7 +1,8 @@
 """One sync of one function (the face the rest of fgsync imports): build, package, decide, push or skip. Emits
 events; prints nothing.
 
-Modules: ``run`` (the sync: package, the skip rules of SPEC.md "Deciding to skip", the lock, the push).
+Modules: ``run`` (the sync: package, the skip rules of SPEC.md "Deciding to skip", the lock, the push),
+``dependency`` (fgsync's dependency package: which version, its publication, the list to send, cleanup).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fgsync.sync.run import (
     decide_state,
     is_drift,
     package_function,
+    package_split,
     recorded_push,
     skip_reason,
     sync_function,
@@ -30,6 +32,7 @@ __all__ = [
     "decide_state",
     "is_drift",
     "package_function",
+    "package_split",
     "recorded_push",
     "skip_reason",
     "sync_function",

@@ -36,11 +36,12 @@ of the process (a running watch) does not take it for drift.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional
 
 from fgsync.config import FunctionConfig
-from fgsync.errors import ApiError, DriftError
+from fgsync.errors import ApiError, DriftError, PackageError
 from fgsync.events import (
     SKIP_REMOTE_IDENTICAL,
     SKIP_SERVER_UNCHANGED,
@@ -50,14 +51,16 @@ from fgsync.events import (
     Event,
 )
 from fgsync.ignore import IgnoreRules
-from fgsync.package import BuildProcesses, Package, build_package, run_build
+from fgsync.package import BuildProcesses, Package, SplitPackage, build_split_package, run_build
 from fgsync.package.walk import missing_source
 from fgsync.state import PushRecord, StateStore
+from fgsync.sync.dependency import DependencyPlan, delete_retired, dependency_name, plan_dependency
 
 if TYPE_CHECKING:  # httpx costs ~70 ms to import: `fgsync package` never needs it
     from fgsync.remote import FunctionGraphClient, ProgressHook, RemoteCode
 
-PackageFn = Callable[[FunctionConfig], Package]
+#: How a sync packages a function: its code zip and, with dependencies, its dependency package.
+PackageFn = Callable[[FunctionConfig], SplitPackage]
 
 #: The answer FunctionGraph gives an UpdateFunctionCode whose code is what it already has (Serverless Devs reads
 #: it as "same code, nothing updated").
@@ -71,7 +74,8 @@ class SyncResult:
     """What one sync did.
 
     ``action`` is ``pushed``, ``skipped`` (``reason`` says why; ``dry-run`` when it would have pushed) or
-    ``refused`` (drift with ``no_overwrite``; also raised as DriftError).
+    ``refused`` (drift with ``no_overwrite``; also raised as DriftError). ``package`` is the code zip,
+    ``dependency`` the dependency package (None without one).
     """
 
     function: str
@@ -81,12 +85,21 @@ class SyncResult:
     digest: Optional[str]
     drift: bool
     ms: int
+    dependency: Optional[Package] = None
+
+
+def package_split(fn: FunctionConfig) -> SplitPackage:
+    """Build the function's packages from scratch (no cache): the code zip of `source` (or the jar `artifact`)
+    and, with ``dependencies``, the dependency package, from one walk."""
+    rules = IgnoreRules.for_function(fn.source, exclude=fn.exclude, use_gitignore=fn.use_gitignore)
+    return build_split_package(
+        fn.source, rules=rules, dependencies=fn.dependencies, code_type=fn.code_type, artifact=fn.artifact
+    )
 
 
 def package_function(fn: FunctionConfig) -> Package:
-    """Build the function's package from scratch (no cache): zip of `source`, or the jar `artifact`."""
-    rules = IgnoreRules.for_function(fn.source, exclude=fn.exclude, use_gitignore=fn.use_gitignore)
-    return build_package(fn.source, rules=rules, code_type=fn.code_type, artifact=fn.artifact)
+    """The function's code package, from scratch (what a push uploads as code)."""
+    return package_split(fn).code
 
 
 def build_and_package(
@@ -97,21 +110,25 @@ def build_and_package(
     after_build: Optional[Callable[[FunctionConfig], None]] = None,
     processes: Optional[BuildProcesses] = None,
     clock: Callable[[], float] = time.monotonic,
-) -> Package:
+    dependency: bool = False,
+) -> SplitPackage:
     """Run the function's `build` command (if any), package it, and emit `packaged`.
 
     Args:
         fn: the function.
         emit: where `packaged` goes.
-        package_fn: how to package (default: a cold :func:`package_function`).
+        package_fn: how to package (default: a cold :func:`package_split`).
         after_build: called right after a successful build, before packaging (the daemon takes the digest of
             the inputs there: see :mod:`fgsync.package.fingerprint`).
         processes: where the running build is registered, so an abort can stop it.
         clock: monotonic seconds.
+        dependency: report the dependency package in `packaged` (``package: "dependency"``, ``sha256``)
+            instead of the code zip.
 
     Raises:
         SourceError: the source folder is missing.
-        BuildError, PackageError: the function could not be packaged.
+        BuildError, PackageError: the function could not be packaged (or, with ``dependency``, has no
+            dependency package).
     """
     started = clock()
     if fn.build:
@@ -120,10 +137,15 @@ def build_and_package(
         run_build(fn.build, fn.source, timeout=fn.build_timeout_s, processes=processes)
         if after_build is not None:
             after_build(fn)
-    package = (package_fn or package_function)(fn)
-    fields = {"files": package.files, "bytes": package.size, "sha512": package.sha512, "ms": _ms(clock() - started)}
+    split = (package_fn or package_split)(fn)
+    shown = split.dependency if dependency else split.code
+    if shown is None:
+        raise PackageError(f"{fn.name} has no dependency package")
+    fields = {"files": shown.files, "bytes": shown.size, "sha512": shown.sha512, "ms": _ms(clock() - started)}
+    if dependency:
+        fields.update(package="dependency", sha256=shown.sha256)
     emit(Event("packaged", fn.name, fields))
-    return package
+    return split
 
 
 def skip_reason(sha512: str, record: Optional[PushRecord], remote_digest: str) -> Optional[str]:
@@ -177,7 +199,7 @@ def sync_function(
         StateError: pushed, but the record could not be written.
     """
     started = clock()
-    package = build_and_package(
+    split = build_and_package(
         fn, emit=emit, package_fn=package_fn, after_build=after_build, processes=processes, clock=clock
     )
 
@@ -187,7 +209,7 @@ def sync_function(
     with store.locks.function(endpoint, fn.urn, on_wait=on_wait):
         return _decide(
             fn,
-            package,
+            split,
             client=client,
             store=store,
             endpoint=endpoint,
@@ -218,7 +240,7 @@ def recorded_push(store: StateStore, endpoint: str, urn: str, remote_digest: str
 
 def _decide(
     fn: FunctionConfig,
-    package: Package,
+    split: SplitPackage,
     *,
     client: FunctionGraphClient,
     store: StateStore,
@@ -231,39 +253,40 @@ def _decide(
     started: float,
     clock: Callable[[], float],
 ) -> SyncResult:
+    package = split.code
+
     def result(action: str, reason: Optional[str], digest: Optional[str], drift: bool = False) -> SyncResult:
-        return SyncResult(fn.name, action, reason, package, digest, drift, _ms(clock() - started))
+        return SyncResult(fn.name, action, reason, package, digest, drift, _ms(clock() - started), split.dependency)
 
     remote = client.show_code(fn.urn)
     record = store.reconcile(endpoint, fn.urn, remote.digest, persist=not dry_run)
+    plan = None
+    if fn.has_dependencies or _had_dependency(fn, record, remote):
+        recorded = record.dependency if record is not None else None
+        plan = plan_dependency(fn, split.dependency, remote, recorded, client=client, emit=emit, dry_run=dry_run)
     reason = None if force else skip_reason(package.sha512, record, remote.digest)
-    if reason is not None:
+    if reason is not None and (plan is None or not plan.changes_list):
         emit(Event("skipped", fn.name, {"reason": reason}))
+        if record is not None and record.retired and not dry_run:
+            store.retire(endpoint, fn.urn, delete_retired(fn, record.retired, client=client))
         return result("skipped", reason, remote.digest)
-    drift = is_drift(package.sha512, record, remote.digest)
+    drift = is_drift(package.sha512, record, remote.digest) or (plan is not None and plan.detached)
     if drift:
         assert record is not None
-        emit(Event("drift", fn.name, {"recorded": record.digest, "remote": remote.digest}))
-        if no_overwrite and not force:
-            raise DriftError(
-                f"{fn.name}: the function's code was changed outside fgsync (remote digest "
-                f"{remote.digest[:12]}, fgsync last pushed {record.digest[:12]}); --no-overwrite leaves it alone. "
-                "Run `fgsync push` without --no-overwrite to replace it with your local code."
-            )
+        _report_drift(fn, record, remote, plan, emit=emit, refuse=no_overwrite and not force)
     if dry_run:
-        emit(
-            Event(
-                "skipped",
-                fn.name,
-                {"reason": SKIP_DRY_RUN},
-                extra={"would": f"upload {package.size} bytes to {fn.urn}"},
-            )
-        )
+        would = f"upload {package.size} bytes to {fn.urn}"
+        if plan is not None and plan.action == "published":
+            assert split.dependency is not None
+            would += f", after publishing {split.dependency.size} bytes as a new version of {dependency_name(fn)}"
+        emit(Event("skipped", fn.name, {"reason": SKIP_DRY_RUN}, extra={"would": would}))
         return result("skipped", SKIP_DRY_RUN, remote.digest, drift)
     return _push(
         fn,
-        package,
+        split,
         remote,
+        record,
+        plan,
         client=client,
         store=store,
         endpoint=endpoint,
@@ -275,10 +298,52 @@ def _decide(
     )
 
 
+def _had_dependency(fn: FunctionConfig, record: Optional[PushRecord], remote: RemoteCode) -> bool:
+    """Whether fgsync attached a dependency to the function before (now ``off``: it is detached and deleted)."""
+    if record is not None and (record.dependency is not None or record.retired):
+        return True
+    name = dependency_name(fn)
+    return any(version.name == name for version in remote.dependencies)
+
+
+def _report_drift(
+    fn: FunctionConfig,
+    record: PushRecord,
+    remote: RemoteCode,
+    plan: Optional[DependencyPlan],
+    *,
+    emit: Emit,
+    refuse: bool,
+) -> None:
+    """The `drift` event, and the DriftError of ``--no-overwrite``."""
+    fields: dict[str, object] = {"recorded": record.digest, "remote": remote.digest}
+    detached = plan is not None and plan.detached and record.dependency is not None
+    if detached:
+        assert record.dependency is not None
+        fields["dependency"] = {"recorded": record.dependency.version_id, "attached": list(remote.depend_version_list)}
+    emit(Event("drift", fn.name, fields))
+    if not refuse:
+        return
+    if remote.digest not in (record.digest,):
+        what = (
+            f"the function's code was changed outside fgsync (remote digest {remote.digest[:12]}, fgsync last "
+            f"pushed {record.digest[:12]})"
+        )
+    else:
+        assert record.dependency is not None
+        what = f"fgsync's dependency version {record.dependency.version} was detached outside fgsync"
+    raise DriftError(
+        f"{fn.name}: {what}; --no-overwrite leaves it alone. Run `fgsync push` without --no-overwrite to replace "
+        "it with your local code."
+    )
+
+
 def _push(
     fn: FunctionConfig,
-    package: Package,
+    split: SplitPackage,
     remote: RemoteCode,
+    record: Optional[PushRecord],
+    plan: Optional[DependencyPlan],
     *,
     client: FunctionGraphClient,
     store: StateStore,
@@ -289,7 +354,15 @@ def _push(
     clock: Callable[[], float],
     drift: bool,
 ) -> SyncResult:
-    depends = fn.depend_version_list if fn.depend_version_list is not None else remote.depend_version_list
+    package = split.code
+    if plan is not None:
+        depends: Sequence[str] = plan.depend_version_list
+    else:
+        depends = fn.depend_version_list if fn.depend_version_list is not None else remote.depend_version_list
+
+    def result(action: str, reason: Optional[str], digest: Optional[str]) -> SyncResult:
+        return SyncResult(fn.name, action, reason, package, digest, drift, _ms(clock() - started), split.dependency)
+
     upload_started = clock()
     store.begin_send(endpoint, fn.urn, package.sha512)
     try:
@@ -304,10 +377,12 @@ def _push(
         )
     except ApiError as error:
         # The pending send stays, refused or not: an earlier attempt of the client's own retries may have landed.
-        if error.code in SAME_CODE_CODES:
-            emit(Event("skipped", fn.name, {"reason": SKIP_SERVER_UNCHANGED}))
-            return SyncResult(fn.name, "skipped", SKIP_SERVER_UNCHANGED, package, None, drift, _ms(clock() - started))
-        raise
+        if error.code not in SAME_CODE_CODES:
+            raise
+        if plan is not None and plan.changes_list:
+            _check_attached(fn, depends, client=client, error=error)
+        emit(Event("skipped", fn.name, {"reason": SKIP_SERVER_UNCHANGED}))
+        return result("skipped", SKIP_SERVER_UNCHANGED, None)
     if not answer.digest:
         raise ApiError(
             "the service accepted the code but answered no digest; not recording this push",
@@ -316,8 +391,29 @@ def _push(
     emit(
         Event("pushed", fn.name, {"bytes": package.size, "digest": answer.digest, "ms": _ms(clock() - upload_started)})
     )
-    store.put(endpoint, fn.urn, package.sha512, answer.digest)  # StateError: pushed, but not recorded
-    return SyncResult(fn.name, "pushed", None, package, answer.digest, drift, _ms(clock() - started))
+    target = plan.target if plan is not None and plan.target is not None and plan.target.version_id else None
+    retired = (*(record.retired if record is not None else ()), *(plan.replaced if plan is not None else ()))
+    retired = tuple(dict.fromkeys(d for d in retired if target is None or d.version_id != target.version_id))
+    # StateError: pushed, but not recorded
+    store.put(endpoint, fn.urn, package.sha512, answer.digest, dependency=target, retired=retired)
+    if retired:
+        store.retire(endpoint, fn.urn, delete_retired(fn, retired, client=client))
+    return result("pushed", None, answer.digest)
+
+
+def _check_attached(
+    fn: FunctionConfig, depends: Sequence[str], *, client: FunctionGraphClient, error: ApiError
+) -> None:
+    """FSS.0409 to an update that changes ``depend_version_list``: the same code, but was the list applied?"""
+    attached = client.show_config(fn.urn).depend_version_list
+    if list(attached) != list(depends):
+        raise ApiError(
+            f"the service answered {error.code} (the code is the same) to an update that changes the function's "
+            f"dependencies, and did not attach them (it has {list(attached)}, fgsync sent {list(depends)})",
+            status=error.status,
+            code=error.code,
+            request_id=error.request_id,
+        )
 
 
 def _ms(seconds: float) -> int:

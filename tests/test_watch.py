@@ -423,3 +423,35 @@ def test_reads_wake_nothing_but_a_touch_does(tmp_path: Path, poll: bool) -> None
         os.utime(src / "lib" / "a.py")
         event = source.get(5)
         assert event is not None and event.path == str(src / "lib" / "a.py")
+
+
+def test_a_burst_of_dependency_files_settles_past_the_max_wait() -> None:
+    """`npm install` writes for seconds, with pauses: its files hold the burst until they are quiet for 2 s."""
+    clock = FakeClock()
+    debouncer: Debouncer[str] = Debouncer(100, 1000, clock=clock, slow_quiet_ms=2000)
+    debouncer.add(["index.js"])
+    clock.now += 0.05
+    debouncer.add(["node_modules/a/index.js"], slow=True)
+    for _ in range(10):  # a write every 0.5 s for 5 s: well past max_wait
+        clock.now += 0.5
+        assert not debouncer.ready()
+        debouncer.add(["node_modules/b/index.js"], slow=True)
+    clock.now += 1.9
+    assert not debouncer.ready()
+    clock.now += 0.2
+    assert debouncer.ready() and debouncer.take() == {"index.js", "node_modules/a/index.js", "node_modules/b/index.js"}
+    debouncer.add(["index.js"])  # a code save alone: the usual rules
+    clock.now += 0.1
+    assert debouncer.ready()
+
+
+def test_dependency_paths_by_the_spec() -> None:
+    from fgsync.package.dependencies import DependencySpec
+
+    auto = DependencySpec(auto=True)
+    assert auto.looks_like_dependency("node_modules/left-pad/index.js")
+    assert auto.looks_like_dependency("requests-2.31.0.dist-info/RECORD")
+    assert not auto.looks_like_dependency("src/node_modules.js") and not auto.looks_like_dependency("index.py")
+    patterns = DependencySpec(patterns=("vendor/", "*.whl"))
+    assert patterns.looks_like_dependency("vendor/x/y.py") and patterns.looks_like_dependency("libs/a.whl")
+    assert not patterns.looks_like_dependency("src/vendor.py")

@@ -70,6 +70,8 @@ def render_human(event: Event) -> str:
             "server-unchanged": "the service says the code is the same",
             "dry-run": "dry run: would upload",
         }.get(f["reason"], "")
+        if f["reason"] == "dry-run" and event.extra.get("would"):
+            note = f"dry run: would {event.extra['would']}"
         return f"skipped ({f['reason']}) — {note}" if note else f"skipped ({f['reason']})"
     if event.event == "drift":
         if f.get("remote") == f.get("recorded") and f.get("dependency"):

@@ -181,6 +181,13 @@ class Emulator:
             self.store.save(record)
             return record.digest
 
+    def set_depend_version_list(self, name_or_urn: str, version_ids: list[str]) -> None:
+        """Attach exactly these dependency versions, behind any client's back (drift tests; not checked)."""
+        record = self._find(name_or_urn)
+        with self.store.lock:
+            record.depend_version_list = list(version_ids)
+            self.store.save(record)
+
     def inject(
         self,
         route: str,

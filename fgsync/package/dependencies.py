@@ -20,6 +20,7 @@ A list of patterns is gitignore syntax relative to the source (``pathspec.GitIgn
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import posixpath
 import re
@@ -109,11 +110,33 @@ class DependencySpec:
         _compile(patterns)
         return cls(patterns=patterns)
 
+    def looks_like_dependency(self, rel: str) -> bool:
+        """Whether a changed path belongs to the dependency set, judged from the path alone (the watcher's
+        question: an ``npm install`` writes for many seconds, and should settle into one republish).
+
+        ``auto``: under ``node_modules/`` or a ``*.dist-info/`` folder at the root (the packages a RECORD lists
+        cannot be told by their names); patterns: the path or a folder above it matches.
+        """
+        if self.auto:
+            head = rel.split("/", 1)[0]
+            return head == NODE_MODULES.rstrip("/") or head.endswith(".dist-info")
+        spec = _compiled(self.patterns)
+        parts = rel.split("/")
+        return any(spec.match_file("/".join(parts[:depth]) + "/") for depth in range(1, len(parts))) or bool(
+            spec.match_file(rel)
+        )
+
     def describe(self) -> str:
         """The setting as fgsync.toml spells it, for messages: ``"auto"`` or ``["vendor/", ...]``."""
         if self.auto:
             return '"auto"'
         return "[" + ", ".join(f'"{p}"' for p in self.patterns) + "]"
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(patterns: tuple[str, ...]) -> GitIgnoreSpec:
+    """:func:`_compile`, once per set of patterns (the watcher asks for every changed path)."""
+    return _compile(patterns)
 
 
 def _compile(patterns: Sequence[str]) -> GitIgnoreSpec:

@@ -127,7 +127,8 @@ def plan_dependency(
         "id": target.version_id or None,
         "ms": round((clock() - started) * 1000),
     }
-    emit(Event("dependency", fn.name, fields))
+    if not (dry_run and not target.version_id):  # a dry run publishes nothing: the `skipped` line says what it would
+        emit(Event("dependency", fn.name, fields))
     replaced = tuple(d for d in ours if d.version_id != target.version_id)
     return DependencyPlan(target, action, wanted, replaced, wanted != attached, detached)
 

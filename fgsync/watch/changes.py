@@ -90,7 +90,7 @@ def watch_changes(
                     born.setdefault(path, bool(getattr(raw, "created", False)))
                     for change in seen:
                         raw_paths.setdefault(change, path)
-                    debouncer.add(seen)
+                    debouncer.add(seen, slow=any(changes_filter.settles_slowly(c) for c in seen))
                 # A writer faster than this loop must not hold the burst past its max-wait.
                 raw = None if debouncer.ready() else source.get(0)
             if clock() >= check_at:

@@ -8,7 +8,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple, Optional
 
 from fgsync.errors import FgsyncError
 
@@ -51,6 +51,8 @@ class WatchTarget:
     rules: IgnoreMatcher
     #: Relative paths that never trigger, whatever the rules say (a jar function's artifact, for one).
     ignored_paths: frozenset[str] = field(default_factory=frozenset)
+    #: Whether a relative path is one of the function's dependency files (their bursts settle slowly).
+    dependency: Optional[Callable[[str], bool]] = None
 
     @classmethod
     def for_function(cls, fn: FunctionConfig) -> WatchTarget:
@@ -68,7 +70,10 @@ class WatchTarget:
             rel = _relative(os.path.abspath(fn.artifact), os.path.abspath(fn.source))
             if rel:
                 ignored.add(rel)
-        return cls(fn.name, fn.source, rules, frozenset(ignored))
+        from fgsync.package.dependencies import DependencySpec
+
+        spec = DependencySpec.from_setting(fn.dependencies)
+        return cls(fn.name, fn.source, rules, frozenset(ignored), spec.looks_like_dependency if spec else None)
 
 
 def _relative(path: str, root: str) -> str | None:
@@ -94,6 +99,7 @@ class ChangeFilter:
             # Some backends (FSEvents) report resolved paths; accept both spellings of the root.
             self._roots.append((target, (plain,) if plain == real else (plain, real)))
             self._rules[target.name] = target.rules
+        self._targets = {target.name: target for target in targets}
 
     def match(self, path: str, *, is_dir: bool = False) -> list[Change]:
         """The changes ``path`` means: one per function whose source holds it and does not ignore it.
@@ -120,6 +126,11 @@ class ChangeFilter:
             if any(_relative(root, path) is not None for root in roots):
                 changes.append(Change(target.name, ""))
         return changes
+
+    def settles_slowly(self, change: Change) -> bool:
+        """Whether a change is to one of its function's dependency files (see :class:`Debouncer`)."""
+        target = self._targets.get(change.function)
+        return bool(change.path and target is not None and target.dependency and target.dependency(change.path))
 
     def _reloaded(self, target: WatchTarget, rel: str) -> bool:
         rules = self._rules[target.name]

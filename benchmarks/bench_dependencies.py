@@ -149,9 +149,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         median = statistics.median(r[0] for r in rows)
         packaged = statistics.median(r[1] for r in rows)
         pushed = statistics.median(r[2] for r in rows)
-        print(
-            f"  {mode:4}  save -> pushed: median {median:.2f} s  ({shown});  packaged {packaged:.0f} ms, pushed {pushed:.0f} ms"
-        )
+        split = f"packaged {packaged:.0f} ms, pushed {pushed:.0f} ms"
+        print(f"  {mode:4}  save -> pushed: median {median:.2f} s  ({shown});  {split}")
     print(f"  floor with auto: {floor:.2f} s (debounce + {body / 1e6:.2f} MB at the link rate + 2 round trips)")
     print(f"  auto / floor = {auto / floor:.2f} (goal <= 1.2);  off / auto = {off / auto:.1f} (goal >= 8)")
     return 0

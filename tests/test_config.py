@@ -772,3 +772,43 @@ def test_a_value_nested_too_deeply_is_a_config_error_not_a_traceback(
 def test_a_deep_value_that_parses_is_shown_shortened(project: Path) -> None:
     message = problems(project, HEADER.replace('"cn-north-4"', "[" * 300 + "]" * 300) + HELLO)
     assert message.startswith("fgsync.toml: region = [[[[[[[[[...]]]]]]]]]: must be a region id")
+
+
+# --- [obs] --------------------------------------------------------------------------------------------------
+
+
+def test_obs_table_defaults_prefix_and_endpoint_from_the_region(project: Path) -> None:
+    config = load_config(write(project, HEADER + '[obs]\nbucket = "my-fgsync-bucket"\n' + HELLO))
+    assert config.obs is not None
+    assert (config.obs.bucket, config.obs.prefix) == ("my-fgsync-bucket", "fgsync/")
+    assert config.obs.endpoint == f"https://obs.{REGION}.myhuaweicloud.com"
+    assert load_config(write(project, HEADER + HELLO)).obs is None
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ('prefix = "x/"\n', "fgsync.toml: obs.bucket is missing: must be an OBS bucket name"),
+        ('bucket = "My_Bucket"\n', 'fgsync.toml: obs.bucket = "My_Bucket": must be an OBS bucket name'),
+        ('bucket = "a..b"\n', 'obs.bucket = "a..b": must not hold .., .- or -., nor look like an IP address'),
+        ('bucket = "192.168.1.1"\n', "nor look like an IP address"),
+        ('bucket = "ok-bucket"\nprefix = "/fgsync/"\n', 'obs.prefix = "/fgsync/": must be a key prefix'),
+        (
+            'bucket = "ok-bucket"\nendpoint = "https://obs.cn-east-3.myhuaweicloud.com"\n',
+            "obs.endpoint = \"https://obs.cn-east-3.myhuaweicloud.com\": must be in the functions' region (cn-north-4)",
+        ),
+        (
+            'bucket = "ok-bucket"\nendpoint = "http://obs.example.com"\n',
+            'obs.endpoint = "http://obs.example.com": must be https://; plain http:// is only for a local emulator',
+        ),
+        ('bucket = "ok-bucket"\nregion = "x"\n', "obs.region: unknown key"),
+    ],
+)
+def test_bad_obs_values_name_the_key_and_what_is_allowed(project: Path, body: str, expected: str) -> None:
+    assert expected in problems(project, HEADER + "[obs]\n" + body + HELLO)
+
+
+def test_obs_on_a_loopback_emulator_over_plain_http(project: Path) -> None:
+    body = HEADER + '[obs]\nbucket = "dev"\nprefix = ""\nendpoint = "http://127.0.0.1:8808"\n' + HELLO
+    config = load_config(write(project, body))
+    assert config.obs is not None and (config.obs.prefix, config.obs.endpoint) == ("", "http://127.0.0.1:8808")

@@ -18,10 +18,12 @@ from fgsync.config.model import (
     _SECRET_KEYS,
     _URN_CHARS_RE,
     AUTH_KEYS,
+    BUCKET_RE,
     CONFIG_FILENAME,
     DEFAULT_BUILD_TIMEOUT_S,
     DEFAULT_DEBOUNCE_MS,
     DEFAULT_MAX_WAIT_MS,
+    DEFAULT_OBS_PREFIX,
     DEFAULT_REQUEST_TIMEOUT_S,
     DEPENDENCIES_AUTO,
     DEPENDENCIES_OFF,
@@ -29,6 +31,7 @@ from fgsync.config.model import (
     MAX_BUILD_TIMEOUT_S,
     MAX_REQUEST_TIMEOUT_S,
     NAME_RE,
+    OBS_KEYS,
     PROJECT_ID_RE,
     REGION_RE,
     TOP_KEYS,
@@ -37,9 +40,11 @@ from fgsync.config.model import (
     Config,
     DependencySetting,
     FunctionConfig,
+    ObsConfig,
     WatchConfig,
     default_endpoint,
     default_iam_endpoint,
+    default_obs_endpoint,
     default_urn,
 )
 
@@ -108,6 +113,7 @@ class _Checker:
             domain=auth.string("domain", "must be an account (domain) name (a non-empty string)"),
         )
         watch = self.watch(_Table(self, top.table("watch"), "watch.", WATCH_KEYS))
+        obs = self.obs(_Table(self, top.table("obs"), "obs.", OBS_KEYS), region) if "obs" in data else None
         functions = self.functions(data.get("function"), region, project_id)
         if self.problems or not (project_id and endpoint and iam_endpoint):
             return None
@@ -122,7 +128,45 @@ class _Checker:
             watch=watch,
             functions=functions,
             request_timeout_s=DEFAULT_REQUEST_TIMEOUT_S if request_timeout_s is None else request_timeout_s,
+            obs=obs,
         )
+
+    def obs(self, table: _Table, region: Optional[str]) -> Optional[ObsConfig]:
+        """``[obs]``: a bucket (its name rules), a key prefix, and an endpoint in the functions' region."""
+        before = len(self.problems)
+        bucket = table.string(
+            "bucket",
+            "must be an OBS bucket name: 3 to 63 lower-case letters, digits, - and ., starting and ending with a "
+            'letter or digit (such as "my-fgsync-bucket")',
+            pattern=BUCKET_RE,
+            required=True,
+        )
+        if bucket is not None and (".." in bucket or ".-" in bucket or "-." in bucket or _looks_like_ip(bucket)):
+            self.bad("obs.bucket", bucket, "must not hold .., .- or -., nor look like an IP address (OBS's rules)")
+            bucket = None
+        prefix = table.data.get("prefix", DEFAULT_OBS_PREFIX)
+        if not isinstance(prefix, str) or prefix.startswith("/") or any(ord(c) < 32 for c in prefix):
+            self.bad("obs.prefix", prefix, 'must be a key prefix such as "fgsync/" (no leading /; "" for none)')
+            prefix = None
+        endpoint = table.url("endpoint")
+        if endpoint is None and "endpoint" not in table.data:
+            if region:
+                endpoint = default_obs_endpoint(region)
+            else:
+                self.missing("obs.endpoint", "required when region is not set (the OBS endpoint of the functions' "
+                             "region)")  # fmt: skip
+        if endpoint is not None and region:
+            found = re.match(r"^https?://obs\.([a-z0-9-]+)\.myhuaweicloud\.(com|eu)(:\d+)?$", endpoint, re.IGNORECASE)
+            if found and found.group(1).lower() != region:
+                self.bad(
+                    "obs.endpoint",
+                    endpoint,
+                    f"must be in the functions' region ({region}): FunctionGraph reads code only from a bucket in "
+                    "its own region",
+                )
+        if len(self.problems) > before or bucket is None or prefix is None or endpoint is None:
+            return None
+        return ObsConfig(bucket=bucket, prefix=prefix, endpoint=endpoint)
 
     def watch(self, table: _Table) -> WatchConfig:
         allowed = "must be an integer >= 0 (milliseconds)"
@@ -391,12 +435,12 @@ class _Table:
         allowed = 'must be an http:// or https:// URL such as "https://functiongraph.cn-north-4.myhuaweicloud.com"'
         value = self.string(key, allowed)
         if value is not None and not re.match(r"^https?://[^/\s?#@]+(/[^\s?#]*)?$", value, re.IGNORECASE):
-            self.checker.bad(key, value, allowed)
+            self.checker.bad(self.prefix + key, value, allowed)
             return None
         if value is not None and value.lower().startswith("http://") and not _is_loopback_url(value):
             # Tokens, passwords and code would cross the network in clear text.
             self.checker.bad(
-                key,
+                self.prefix + key,
                 value,
                 "must be https://; plain http:// is only for a local emulator on 127.0.0.1, ::1 or localhost",
             )
@@ -458,6 +502,14 @@ def _without_dots(pattern: str) -> str:
     kept = "/".join(part for part in body.split("/") if part not in (".", ""))
     trailing = "/" if body.endswith("/") and kept else ""
     return ("!" if negated else "") + ("/" if anchored else "") + kept + trailing
+
+
+def _looks_like_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_loopback_url(url: str) -> bool:

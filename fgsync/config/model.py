@@ -12,9 +12,11 @@ CONFIG_FILENAME = "fgsync.toml"
 CONFIG_ENV = "FGSYNC_CONFIG"
 
 TOP_KEYS = (
-    "region", "project_id", "endpoint", "iam_endpoint", "ca_bundle", "request_timeout_s", "auth", "watch", "function",
+    "region", "project_id", "endpoint", "iam_endpoint", "ca_bundle", "request_timeout_s", "auth", "watch", "obs",
+    "function",
 )  # fmt: skip
 AUTH_KEYS = ("method", "user", "domain")
+OBS_KEYS = ("bucket", "prefix", "endpoint")
 WATCH_KEYS = ("debounce_ms", "max_wait_ms", "poll")
 FUNCTION_KEYS = (
     "name", "source", "urn", "package", "code_type", "code_filename", "artifact", "build", "exclude",
@@ -22,7 +24,7 @@ FUNCTION_KEYS = (
 )  # fmt: skip
 #: Every key the file may hold, per table ("" is the top level); docs and tests check against it.
 SCHEMA: Mapping[str, tuple[str, ...]] = {
-    "": TOP_KEYS, "auth": AUTH_KEYS, "watch": WATCH_KEYS, "function": FUNCTION_KEYS,
+    "": TOP_KEYS, "auth": AUTH_KEYS, "watch": WATCH_KEYS, "obs": OBS_KEYS, "function": FUNCTION_KEYS,
 }  # fmt: skip
 
 DEFAULT_DEBOUNCE_MS = 300
@@ -96,6 +98,21 @@ class AuthConfig:
     domain: Optional[str] = None
 
 
+#: Where objects go in the bucket when ``[obs]`` has no ``prefix``.
+DEFAULT_OBS_PREFIX = "fgsync/"
+#: OBS bucket names: 3 to 63 lower-case letters, digits, "-" and ".", starting and ending with a letter or digit.
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+@dataclass(frozen=True)
+class ObsConfig:
+    """The ``[obs]`` table: large packages go through this bucket."""
+
+    bucket: str
+    prefix: str
+    endpoint: str
+
+
 @dataclass(frozen=True)
 class Config:
     """A loaded, validated fgsync.toml."""
@@ -110,11 +127,17 @@ class Config:
     watch: WatchConfig
     functions: tuple[FunctionConfig, ...]
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    obs: Optional[ObsConfig] = None
 
 
 def default_endpoint(region: str) -> str:
     """The FunctionGraph endpoint of a region."""
     return f"https://functiongraph.{region}.myhuaweicloud.com"
+
+
+def default_obs_endpoint(region: str) -> str:
+    """The OBS endpoint of a region (buckets are addressed as ``{bucket}.obs.{region}.myhuaweicloud.com``)."""
+    return f"https://obs.{region}.myhuaweicloud.com"
 
 
 def default_iam_endpoint(region: str) -> str:

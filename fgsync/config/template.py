@@ -31,6 +31,11 @@ _WATCH_DOCS = (
     ("max_wait_ms", "3000", "a burst that never goes quiet is still pushed after this long"),
     ("poll", "false", "poll the file system instead of native events (network drives, WSL /mnt)"),
 )
+_OBS_DOCS = (
+    ("bucket", '"my-fgsync-bucket"', "a bucket in the functions' region (docs/obs.md)"),
+    ("prefix", '"fgsync/"', 'object keys start with this (default "fgsync/")'),
+    ("endpoint", '"https://obs.{region}.myhuaweicloud.com"', "default derived from region"),
+)
 _FUNCTION_DOCS = (
     ("urn", '"{urn}"', "default built from region, project_id, package and name"),
     ("package", '"default"', "the FunctionGraph package (application) of the function"),
@@ -106,6 +111,8 @@ def render_init(*, region: Optional[str], project_id: Optional[str], functions: 
     lines += [_doc_line(f"# {k} = {v.format(region=shown_region)}", c) for k, v, c in _TOP_DOCS]
     lines += ["", "[auth]", *(_doc_line(f"# {k} = {v}", c) for k, v, c in _AUTH_DOCS)]
     lines += ["", "[watch]", *(_doc_line(f"# {k} = {v}", c) for k, v, c in _WATCH_DOCS)]
+    lines += ["", _doc_line("# [obs]", "optional: packages too large for a direct upload go through OBS")]
+    lines += [_doc_line(f"# {k} = {v.format(region=shown_region)}", c) for k, v, c in _OBS_DOCS]
     for name, source in functions:
         urn = default_urn(shown_region, project_id or "<project_id>", "default", name)
         lines += [

@@ -690,7 +690,7 @@ def test_the_code_limit_applies_to_the_code_part_only(tree: Tree) -> None:
     with pytest.raises(PackageError) as info:
         split(src, max_bytes=4000)
     message = str(info.value)
-    assert message.startswith("package is 5,") and message.endswith(" bytes, over the limit of 4,000 bytes")
+    assert message.startswith("package is 5,") and " bytes, over the limit of 4,000 bytes: set [obs]" in message
 
 
 def test_the_code_limit_for_real_with_a_big_dependency(tree: Tree) -> None:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # imported where used: see the module docstring
     from fgsync.config import Config
     from fgsync.remote import FunctionGraphClient
     from fgsync.state import StateStore
+    from fgsync.sync.upload import UploadRoute
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,26 @@ class AppContext:
             request_timeout=config.request_timeout_s,
         )
 
+    def make_route(self, config: Config, credentials: Credentials) -> UploadRoute:
+        """How this command sends packages: in the request, or through ``[obs]`` (an OBS client signed with the
+        AK/SK, or with temporary keys IAM issues for the token)."""
+        from fgsync.sync.upload import ObsTarget, UploadRoute
+
+        obs = None
+        if config.obs is not None:
+            from fgsync.auth.temporary import ObsAuth
+            from fgsync.remote import ObsClient
+
+            client = ObsClient(
+                config.obs.endpoint,
+                config.obs.bucket,
+                auth=ObsAuth(credentials.obs_keys(), bucket=config.obs.bucket),
+                verify=self.verify(config),
+                timeout=config.request_timeout_s,
+            )
+            obs = ObsTarget(client, config.obs.prefix)
+        return UploadRoute(obs=obs, signed=credentials.kind == "aksk", obs_configured=config.obs is not None)
+
     def make_client(self, config: Config, credentials: Optional[Credentials] = None) -> FunctionGraphClient:
         """A FunctionGraph client for this config, authenticated with the resolved credentials."""
         from fgsync.remote import FunctionGraphClient
@@ -125,7 +146,8 @@ class AppContext:
 
 def _uses_tls(config: Config) -> bool:
     """Whether any endpoint of the config speaks https (only loopback emulators may be plain http)."""
-    return any(url.lower().startswith("https:") for url in (config.endpoint, config.iam_endpoint))
+    urls = [config.endpoint, config.iam_endpoint, *([config.obs.endpoint] if config.obs is not None else [])]
+    return any(url.lower().startswith("https:") for url in urls)
 
 
 def _load_ca_bundle(context: ssl.SSLContext, config: Config) -> None:

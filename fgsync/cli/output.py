@@ -121,6 +121,8 @@ def render_human(event: Event) -> str:
             details.append(human_size(f["code_size"]))
         if f.get("last_modified"):
             details.append(f"modified {f['last_modified']}")
+        if f.get("code_url"):
+            details.append(f"code from OBS {f['code_url']}")
         dependency = f.get("dependency")
         if isinstance(dependency, dict):
             version = dependency.get("version")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
@@ -24,6 +25,7 @@ from fgsync.events import Event, error_event
 from fgsync.package import Package, SplitPackage
 from fgsync.sync import build_and_package, decide_state, package_split, recorded_push, sync_function
 from fgsync.sync.dependency import dependency_status
+from fgsync.sync.upload import UploadRoute
 
 if TYPE_CHECKING:
     from fgsync.remote import FunctionGraphClient
@@ -78,9 +80,14 @@ def package_command(name: Optional[str], output_path: Optional[Path], dependency
     return EXIT_OK
 
 
+#: `fgsync package` writes packages of any size FunctionGraph takes at all (300 MB, through OBS), with or without
+#: ``[obs]``: it uploads nothing, and a package too big to send in a request is still worth looking at.
+_ANY_SIZE = UploadRoute(obs_configured=True)
+
+
 def _package_code(app: AppContext, fn: FunctionConfig) -> Package:
     """Build the code package and emit `packaged`; with dependencies, say in a line what went where."""
-    split = build_and_package(fn, emit=app.reporter.emit)
+    split = build_and_package(fn, emit=app.reporter.emit, package_fn=lambda f: package_split(f, route=_ANY_SIZE))
     if fn.has_dependencies:
         moved = split.dependency
         if moved is not None:
@@ -97,7 +104,7 @@ def _package_dependency(app: AppContext, fn: FunctionConfig) -> Package:
     """Build the dependency package and emit `packaged` for it (``package: "dependency"``, ``sha256``)."""
 
     def package_fn(f: FunctionConfig) -> SplitPackage:
-        split = package_split(f)
+        split = package_split(f, route=_ANY_SIZE)
         if split.dependency is None:
             raise PackageError(f"{f.name} has no dependency package: {_no_dependency_files(f)}")
         return split
@@ -143,6 +150,14 @@ def push_command(names: tuple[str, ...], force: bool, dry_run: bool, no_overwrit
     app = app_context()
     config = app.load_config()
     functions = select_functions(config, names)
+    routes: list[UploadRoute] = []
+    lock = threading.Lock()
+
+    def route() -> UploadRoute:
+        with lock:  # one route (and OBS client) for every function of the command
+            if not routes:
+                routes.append(app.make_route(config, app.credentials(config)))
+            return routes[0]
 
     def push_one(fn: FunctionConfig, client: FunctionGraphClient) -> None:
         with app.reporter.progress(fn.name) as hook:
@@ -156,9 +171,14 @@ def push_command(names: tuple[str, ...], force: bool, dry_run: bool, no_overwrit
                 dry_run=dry_run,
                 no_overwrite=no_overwrite,
                 progress=hook,
+                route=route(),
             )
 
-    return _each_function(app, config, functions, push_one)
+    try:
+        return _each_function(app, config, functions, push_one)
+    finally:
+        for made in routes:
+            made.close()
 
 
 @click.command("status")
@@ -206,7 +226,7 @@ def _each_function(
 
 
 def _status_one(app: AppContext, config: Config, fn: FunctionConfig, client: FunctionGraphClient) -> None:
-    split = package_split(fn)
+    split = package_split(fn, route=UploadRoute(obs_configured=config.obs is not None))
     package = split.code
     remote = client.show_config(fn.urn)
     record = recorded_push(app.store, config.endpoint, fn.urn, remote.digest)
@@ -220,6 +240,8 @@ def _status_one(app: AppContext, config: Config, fn: FunctionConfig, client: Fun
         "code_size": remote.code_size,
         "last_modified": remote.last_modified,
     }
+    if remote.code_type == "obs" and remote.code_url:
+        fields["code_url"] = remote.code_url  # the code came through OBS: which object
     recorded = record.dependency if record is not None else None
     if fn.has_dependencies or recorded is not None:
         fields["dependency"], says = dependency_status(split.dependency, recorded, remote.depend_version_list)

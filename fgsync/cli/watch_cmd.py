@@ -14,7 +14,7 @@ import signal
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import click
 
@@ -35,6 +35,7 @@ from fgsync.package import BuildProcesses, PackageBuilder, SplitPackage
 from fgsync.package.fingerprint import InputFingerprints
 from fgsync.remote import FunctionGraphClient
 from fgsync.sync import SyncResult, sync_function
+from fgsync.sync.upload import UploadRoute
 from fgsync.watch import Daemon, SyncStep, WatchSettings
 
 logger = logging.getLogger(__name__)
@@ -44,25 +45,42 @@ _JOIN_STEP = 0.2
 
 
 class ClientCache:
-    """One FunctionGraph client for every sync thread, rebuilt when the credentials change.
+    """One FunctionGraph client (and the route packages take: in the request, or through ``[obs]``) for every
+    sync thread, rebuilt when the credentials change.
 
     Credentials are resolved on first use, not at start, so `fgsync watch` can start before `fgsync login`:
     the first sync fails with a credentials error, the daemon pauses the function, and the next sync after
     the login (seen through ``stamp``) builds a client with the new credentials.
+
+    Args:
+        make: builds the client, or the client and its route (one resolution of the credentials for both).
+        stamp: a fingerprint of the credentials (and the config they are for).
     """
 
     def __init__(
         self,
-        make: Callable[[], FunctionGraphClient],
+        make: Callable[[], Union[FunctionGraphClient, tuple[FunctionGraphClient, UploadRoute]]],
         stamp: Callable[[], str],
     ) -> None:
         self._make = make
         self._stamp = stamp
         self._lock = threading.Lock()
-        self._client: Optional[FunctionGraphClient] = None
-        self._client_stamp: Optional[str] = None
+        self._made: Optional[tuple[FunctionGraphClient, UploadRoute]] = None
+        self._made_stamp: Optional[str] = None
         # Replaced clients may still serve a request on another thread; they are closed at the end.
-        self._retired: list[FunctionGraphClient] = []
+        self._retired: list[tuple[FunctionGraphClient, UploadRoute]] = []
+
+    def _current(self) -> tuple[FunctionGraphClient, UploadRoute]:
+        stamp = self._stamp()
+        with self._lock:
+            if self._made is None or stamp != self._made_stamp:
+                made = self._make()
+                pair = made if isinstance(made, tuple) else (made, UploadRoute())
+                if self._made is not None:
+                    logger.info("credentials changed; using the new ones")
+                    self._retired.append(self._made)
+                self._made, self._made_stamp = pair, stamp
+            return self._made
 
     def get(self) -> FunctionGraphClient:
         """The client for the current credentials.
@@ -70,39 +88,47 @@ class ClientCache:
         Raises:
             CredentialsError: no usable credentials (the daemon pauses the function).
         """
-        stamp = self._stamp()
-        with self._lock:
-            if self._client is None or stamp != self._client_stamp:
-                client = self._make()
-                if self._client is not None:
-                    logger.info("credentials changed; using the new ones")
-                    self._retired.append(self._client)
-                self._client, self._client_stamp = client, stamp
-            return self._client
+        return self._current()[0]
+
+    def route(self) -> UploadRoute:
+        """The route for the current credentials (its OBS client signs with them).
+
+        Raises:
+            CredentialsError: no usable credentials.
+        """
+        return self._current()[1]
 
     def close(self) -> None:
         """Close every client made."""
         with self._lock:
-            clients = [*self._retired, *([self._client] if self._client is not None else [])]
-            self._client, self._retired = None, []
-        for client in clients:
+            made = [*self._retired, *([self._made] if self._made is not None else [])]
+            self._made, self._retired = None, []
+        for client, route in made:
             client.close()
+            route.close()
 
 
 class IncrementalPackager:
     """Packages each function with its own :class:`fgsync.package.PackageBuilder`, kept across syncs, so a
     save re-deflates only the files that changed (the bytes are those of a cold build), in the code zip and the
-    dependency package alike. A function whose definition changes (fgsync.toml reloaded) gets a new builder."""
+    dependency package alike. A function whose definition changes (fgsync.toml reloaded) gets a new builder.
 
-    def __init__(self) -> None:
-        self._builders: dict[str, tuple[FunctionConfig, PackageBuilder]] = {}
+    Args:
+        route: how packages will be sent (it sets the size limits: 300 MB with ``[obs]``); read at each build.
+    """
+
+    def __init__(self, route: Callable[[], UploadRoute] = UploadRoute) -> None:
+        self._builders: dict[str, tuple[tuple[FunctionConfig, int, int], PackageBuilder]] = {}
+        self._route = route
         self._lock = threading.Lock()
 
     def __call__(self, fn: FunctionConfig) -> SplitPackage:
         """The function's packages, as :func:`fgsync.sync.package_split` would build them."""
+        route = self._route()
+        key = (fn, route.max_code_bytes, route.max_dependency_bytes)
         with self._lock:
             known = self._builders.get(fn.name)
-            if known is None or known[0] != fn:
+            if known is None or known[0] != key:
                 rules = IgnoreRules.for_function(fn.source, exclude=fn.exclude, use_gitignore=fn.use_gitignore)
                 builder = PackageBuilder(
                     fn.source,
@@ -110,8 +136,10 @@ class IncrementalPackager:
                     code_type=fn.code_type,
                     artifact=fn.artifact,
                     dependencies=fn.dependencies,
+                    max_bytes=route.max_code_bytes,
+                    max_dependency_bytes=route.max_dependency_bytes,
                 )
-                known = self._builders[fn.name] = (fn, builder)
+                known = self._builders[fn.name] = (key, builder)
         return known[1].build_split()
 
 
@@ -137,10 +165,10 @@ def make_sync_step(
     One progress bar at a time: uploads running in parallel beyond the first go without one.
     """
     bar_slot = threading.Lock()
-    packager = IncrementalPackager()
+    packager = IncrementalPackager(lambda: UploadRoute(obs_configured=state.config.obs is not None))
 
     def step(fn: FunctionConfig, emit: Emit) -> SyncResult:
-        client = clients.get()
+        client, route = clients.get(), clients.route()
         with contextlib.ExitStack() as stack:
             progress = None
             if bar_slot.acquire(blocking=False):
@@ -156,6 +184,7 @@ def make_sync_step(
                 progress=progress,
                 after_build=fingerprints.record if fingerprints is not None else None,
                 processes=builds,
+                route=route,
             )
         if invoke and result.action == "pushed":
             _invoke(fn, client, emit)
@@ -244,7 +273,11 @@ def watch_command(
         state.config = new.context
 
     emit = Notifier().wrap(app.reporter.emit) if notify else app.reporter.emit
-    clients = ClientCache(lambda: app.make_client(state.config), stamp)
+    def remote() -> tuple[FunctionGraphClient, UploadRoute]:
+        credentials = app.credentials(state.config)
+        return app.make_client(state.config, credentials), app.make_route(state.config, credentials)
+
+    clients = ClientCache(remote, stamp)
     fingerprints = InputFingerprints()
     builds = BuildProcesses()
     stop = threading.Event()

@@ -37,6 +37,7 @@ from fgsync.config.load import (
     find_config,
     load_config,
     select_functions,
+    urn_package_and_name,
 )
 
 __all__ = [
@@ -70,4 +71,5 @@ __all__ = [
     "find_config",
     "load_config",
     "select_functions",
+    "urn_package_and_name",
 ]

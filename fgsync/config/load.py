@@ -49,6 +49,7 @@ from fgsync.config.model import (
     default_endpoint,
     default_iam_endpoint,
     default_urn,
+    urn_package_and_name,
 )
 from fgsync.errors import ConfigError, UsageError
 
@@ -212,4 +213,5 @@ __all__ = [
     "find_config",
     "load_config",
     "select_functions",
+    "urn_package_and_name",
 ]

@@ -150,3 +150,11 @@ def default_iam_endpoint(region: str) -> str:
 def default_urn(region: str, project_id: str, package: str, name: str) -> str:
     """The URN of a function's ``latest`` version."""
     return f"urn:fss:{region}:{project_id}:function:{package}:{name}:latest"
+
+
+def urn_package_and_name(urn: str) -> tuple[str, str]:
+    """The package and the function name a URN names, as the service has them (``default``, ``hello``)."""
+    parts = urn.split(":")
+    if len(parts) < 7:
+        raise ValueError(f"not a function URN: {urn!r}")
+    return parts[5], parts[6]

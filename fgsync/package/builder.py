@@ -38,6 +38,7 @@ from fgsync.package.dependencies import (
     DependencySpec,
     check_dependency_files,
     dependency_size_fix,
+    obs_fix,
 )
 from fgsync.package.walk import OpenFile, SourceFile, VanishedError, open_source_file, walk_source
 
@@ -224,7 +225,8 @@ class PackageBuilder:
             if self.dependencies is not None
             else None
         )
-        self._code = _Side("package", ZIP_FILENAME, max_bytes)
+        # [obs] lifts the limit of an upload in the request, up to OBS's 300 MB.
+        self._code = _Side("package", ZIP_FILENAME, max_bytes, obs_fix(max_bytes))
         self._dependency = _Side(
             "dependency package", DEPENDENCY_FILENAME, max_dependency_bytes, dependency_size_fix(max_dependency_bytes)
         )

@@ -314,12 +314,16 @@ def check_dependency_files(files: Sequence[SourceFile], *, max_files: int = MAX_
         )
 
 
+def obs_fix(max_bytes: int) -> str:
+    """``[obs]`` lifts a limit of an upload in the request, up to OBS's 300 MB ("" past that)."""
+    if max_bytes < MAX_DEPENDENCY_OBS_BYTES:
+        limit = f"{MAX_DEPENDENCY_OBS_BYTES:,}"
+        return f'set [obs] bucket = "..." in fgsync.toml to send it through OBS (up to {limit} bytes)'
+    return ""
+
+
 def dependency_size_fix(max_bytes: int) -> str:
     """What the size limit's message says to do: ``[obs]`` lifts the direct-upload limit; past OBS's, narrow."""
-    if max_bytes < MAX_DEPENDENCY_OBS_BYTES:
-        return (
-            f'set [obs] bucket = "..." in fgsync.toml to send it through OBS (up to {MAX_DEPENDENCY_OBS_BYTES:,} '
-            f"bytes), or {NARROW_FIX}"
-        )
-    return NARROW_FIX
+    lift = obs_fix(max_bytes)
+    return f"{lift}, or {NARROW_FIX}" if lift else NARROW_FIX
 

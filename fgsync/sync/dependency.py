@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 from fgsync.errors import ApiError, DependencyInUseError, DependencyNotFoundError, PackageError
 from fgsync.events import Emit, Event
 from fgsync.state import DependencyRecord
+from fgsync.sync.upload import UploadRoute
 
 if TYPE_CHECKING:  # fgsync.remote imports httpx: `fgsync package` and `status` of packages alone never need it
     from fgsync.config import FunctionConfig
@@ -46,8 +47,9 @@ MAX_DEPENDENCIES = 20
 def dependency_name(fn: FunctionConfig) -> str:
     """``fgsync-<package>-<function name>``, from the function's URN (its package and name as the service has
     them). Dependency names allow letters, digits, ``_``, ``.`` and ``-``: the URN's parts already do."""
-    parts = fn.urn.split(":")
-    package, name = (parts[5], parts[6]) if len(parts) >= 7 else (fn.package, fn.name)
+    from fgsync.config import urn_package_and_name
+
+    package, name = urn_package_and_name(fn.urn)
     return f"fgsync-{package}-{name}"[:96]
 
 
@@ -81,6 +83,7 @@ def plan_dependency(
     *,
     client: FunctionGraphClient,
     emit: Emit,
+    route: Optional[UploadRoute] = None,
     dry_run: bool = False,
     clock: Callable[[], float] = time.monotonic,
 ) -> DependencyPlan:
@@ -93,6 +96,7 @@ def plan_dependency(
         recorded: the version fgsync recorded with its last push.
         client: the FunctionGraph client.
         emit: where the `dependency` event goes.
+        route: how a new version is sent (in the request, or through ``[obs]`` when it is too large).
         dry_run: decide, but publish nothing (a version to publish is then reported without an id).
 
     Raises:
@@ -116,7 +120,9 @@ def plan_dependency(
     sha256 = package.sha256
     target, action = _attached_with(sha256, recorded, ours)
     if target is None:
-        target, action = _find_or_publish(fn, name, package, client=client, dry_run=dry_run)
+        target, action = _find_or_publish(
+            fn, name, package, client=client, route=route or UploadRoute(), dry_run=dry_run
+        )
     wanted = (*base, target.version_id) if target.version_id else base
     fields = {
         "action": action,
@@ -166,7 +172,7 @@ def _attached_with(
 
 
 def _find_or_publish(
-    fn: FunctionConfig, name: str, package: Package, *, client: FunctionGraphClient, dry_run: bool
+    fn: FunctionConfig, name: str, package: Package, *, client: FunctionGraphClient, route: UploadRoute, dry_run: bool
 ) -> tuple[DependencyRecord, str]:
     sha256 = package.sha256
     summary = client.find_dependency(name)
@@ -174,14 +180,23 @@ def _find_or_publish(
         for version in sorted(client.list_dependency_versions(summary.id), key=lambda v: -v.version):
             if version.sha256 == sha256:
                 return _record(version, name), "reused"
+    via_obs = route.through_obs(fn, package, dependency=True)  # PackageError before any upload: fits nowhere
     if dry_run:
         return DependencyRecord(name=name, dep_id="", version_id="", version=0, sha256=sha256), "published"
     from fgsync.remote import dependency_description
 
     runtime = client.show_config(fn.urn).runtime
-    created = client.create_dependency_version(
-        name=name, runtime=runtime, data=package.data, description=dependency_description(sha256)
-    )
+    description = dependency_description(sha256)
+    if via_obs:
+        assert route.obs is not None
+        link = route.obs.put(fn, package)
+        created = client.create_dependency_version(
+            name=name, runtime=runtime, description=description, depend_type="obs", depend_link=link
+        )
+    else:
+        created = client.create_dependency_version(
+            name=name, runtime=runtime, data=package.data, description=description
+        )
     log.info("%s: published dependency %s version %d", fn.name, name, created.version)
     return _record(created, name), "published"
 

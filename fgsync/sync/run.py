@@ -55,6 +55,7 @@ from fgsync.package import BuildProcesses, Package, SplitPackage, build_split_pa
 from fgsync.package.walk import missing_source
 from fgsync.state import PushRecord, StateStore
 from fgsync.sync.dependency import DependencyPlan, delete_retired, dependency_name, plan_dependency
+from fgsync.sync.upload import UploadRoute
 
 if TYPE_CHECKING:  # httpx costs ~70 ms to import: `fgsync package` never needs it
     from fgsync.remote import FunctionGraphClient, ProgressHook, RemoteCode
@@ -88,12 +89,20 @@ class SyncResult:
     dependency: Optional[Package] = None
 
 
-def package_split(fn: FunctionConfig) -> SplitPackage:
+def package_split(fn: FunctionConfig, *, route: Optional[UploadRoute] = None) -> SplitPackage:
     """Build the function's packages from scratch (no cache): the code zip of `source` (or the jar `artifact`)
-    and, with ``dependencies``, the dependency package, from one walk."""
+    and, with ``dependencies``, the dependency package, from one walk; as large as ``route`` can send (50 MB of
+    code and 40 MB of dependency in the request, 300 MB each through ``[obs]``)."""
+    route = route or UploadRoute()
     rules = IgnoreRules.for_function(fn.source, exclude=fn.exclude, use_gitignore=fn.use_gitignore)
     return build_split_package(
-        fn.source, rules=rules, dependencies=fn.dependencies, code_type=fn.code_type, artifact=fn.artifact
+        fn.source,
+        rules=rules,
+        dependencies=fn.dependencies,
+        code_type=fn.code_type,
+        artifact=fn.artifact,
+        max_bytes=route.max_code_bytes,
+        max_dependency_bytes=route.max_dependency_bytes,
     )
 
 
@@ -185,12 +194,14 @@ def sync_function(
     progress: Optional[ProgressHook] = None,
     after_build: Optional[Callable[[FunctionConfig], None]] = None,
     processes: Optional[BuildProcesses] = None,
+    route: Optional[UploadRoute] = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> SyncResult:
     """Run the build (if any), package, compare with the last push and the remote, then upload or skip.
 
     The comparison and the upload hold the function's lock; when another fgsync process holds it, a
-    `waiting` event says so and the sync waits for it.
+    `waiting` event says so and the sync waits for it. ``route`` says how packages are sent (in the request,
+    or through ``[obs]``: :mod:`fgsync.sync.upload`).
 
     Raises:
         BuildError, PackageError: the function could not be packaged.
@@ -199,8 +210,14 @@ def sync_function(
         StateError: pushed, but the record could not be written.
     """
     started = clock()
+    route = route or UploadRoute()
     split = build_and_package(
-        fn, emit=emit, package_fn=package_fn, after_build=after_build, processes=processes, clock=clock
+        fn,
+        emit=emit,
+        package_fn=package_fn or (lambda f: package_split(f, route=route)),
+        after_build=after_build,
+        processes=processes,
+        clock=clock,
     )
 
     def on_wait(pid: Optional[int]) -> None:
@@ -210,6 +227,7 @@ def sync_function(
         return _decide(
             fn,
             split,
+            route,
             client=client,
             store=store,
             endpoint=endpoint,
@@ -241,6 +259,7 @@ def recorded_push(store: StateStore, endpoint: str, urn: str, remote_digest: str
 def _decide(
     fn: FunctionConfig,
     split: SplitPackage,
+    route: UploadRoute,
     *,
     client: FunctionGraphClient,
     store: StateStore,
@@ -263,7 +282,9 @@ def _decide(
     plan = None
     if fn.has_dependencies or _had_dependency(fn, record, remote):
         recorded = record.dependency if record is not None else None
-        plan = plan_dependency(fn, split.dependency, remote, recorded, client=client, emit=emit, dry_run=dry_run)
+        plan = plan_dependency(
+            fn, split.dependency, remote, recorded, client=client, route=route, emit=emit, dry_run=dry_run
+        )
     reason = None if force else skip_reason(package.sha512, record, remote.digest)
     if reason is not None and (plan is None or not plan.changes_list):
         emit(Event("skipped", fn.name, {"reason": reason}))
@@ -287,6 +308,7 @@ def _decide(
         remote,
         record,
         plan,
+        route,
         client=client,
         store=store,
         endpoint=endpoint,
@@ -344,6 +366,7 @@ def _push(
     remote: RemoteCode,
     record: Optional[PushRecord],
     plan: Optional[DependencyPlan],
+    route: UploadRoute,
     *,
     client: FunctionGraphClient,
     store: StateStore,
@@ -364,17 +387,29 @@ def _push(
         return SyncResult(fn.name, action, reason, package, digest, drift, _ms(clock() - started), split.dependency)
 
     upload_started = clock()
+    via_obs = route.through_obs(fn, package)  # PackageError before any upload when it fits nowhere
     store.begin_send(endpoint, fn.urn, package.sha512)
     try:
-        answer = client.update_code(
-            fn.urn,
-            code_type=package.code_type,
-            code_filename=fn.code_filename,
-            data=package.data,
-            depend_version_list=depends,
-            kms_key_id=fn.kms_key_id,
-            progress=progress,
-        )
+        if via_obs:
+            assert route.obs is not None
+            code_url = route.obs.put(fn, package, progress=progress)
+            answer = client.update_code_from_obs(
+                fn.urn,
+                code_url=code_url,
+                code_filename=fn.code_filename,
+                depend_version_list=depends,
+                kms_key_id=fn.kms_key_id,
+            )
+        else:
+            answer = client.update_code(
+                fn.urn,
+                code_type=package.code_type,
+                code_filename=fn.code_filename,
+                data=package.data,
+                depend_version_list=depends,
+                kms_key_id=fn.kms_key_id,
+                progress=progress,
+            )
     except ApiError as error:
         # The pending send stays, refused or not: an earlier attempt of the client's own retries may have landed.
         if error.code not in SAME_CODE_CODES:
@@ -398,6 +433,9 @@ def _push(
     store.put(endpoint, fn.urn, package.sha512, answer.digest, dependency=target, retired=retired)
     if retired:
         store.retire(endpoint, fn.urn, delete_retired(fn, retired, client=client))
+    if route.obs is not None:
+        in_use = {f"{route.obs.folder(fn)}{sha}.zip" for sha in (package.sha256, target.sha256 if target else "")}
+        route.obs.clean(fn, in_use)
     return result("pushed", None, answer.digest)
 
 

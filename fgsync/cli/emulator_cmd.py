@@ -87,6 +87,13 @@ def _random_ak() -> str:
     help="Create this function at start with a tiny handler (repeatable; runtime defaults to Python3.9).",
 )
 @click.option(
+    "--bucket",
+    "buckets",
+    metavar="NAME",
+    multiple=True,
+    help="Create this OBS bucket at start (repeatable); objects are served path-style under the endpoint.",
+)
+@click.option(
     "--latency",
     "latency_ms",
     metavar="MS",
@@ -115,6 +122,7 @@ def emulator_command(
     password: Optional[str],
     domain: Optional[str],
     functions: tuple[str, ...],
+    buckets: tuple[str, ...],
     latency_ms: float,
     bandwidth_kbit: Optional[float],
 ) -> int:
@@ -154,6 +162,7 @@ def emulator_command(
         data_dir=data_dir,
         latency_ms=latency_ms,
         bandwidth_kbit=bandwidth_kbit,
+        buckets=buckets,
     )
     for name, runtime in wanted:
         try:
@@ -204,6 +213,8 @@ def _print_banner(
         lines.append(f"  functions    {listed}")
         if any(is_node_runtime(r.runtime) for r in records) and shutil.which("node") is None:
             lines.append(f"               no node on PATH: Node.js functions cannot be invoked; {NODE_INSTALL_HINT}")
+    if emulator.buckets():
+        lines.append(f"  OBS buckets  {', '.join(emulator.buckets())}   (path style: {url}/BUCKET/KEY)")
     if emulator.link.shaped:
         lines.append(f"  link         {describe_link(emulator.link.latency_ms, emulator.link.bandwidth_kbit)}")
     lines.append(f"  data         {data_dir if data_dir is not None else '(in memory: lost on exit)'}")
@@ -213,6 +224,10 @@ def _print_banner(
         f'  endpoint = "{url}"',
         f'  iam_endpoint = "{url}"',
         f'  project_id = "{emulator.project_id}"',
+    ]
+    if emulator.buckets():
+        lines += ["  [obs]", f'  bucket = "{emulator.buckets()[0]}"', f'  endpoint = "{url}"']
+    lines += [
         "",
         "Serving until Ctrl+C.",
     ]

@@ -512,3 +512,34 @@ def test_client_cache_builds_lazily_and_rebuilds_when_the_credentials_change(emu
     assert second is not first and len(made) == 2
     cache.close()
     assert all(client._http.is_closed for client in made)
+
+
+def test_functions_that_share_their_inputs_are_packaged_once_per_burst(tmp_path: Path) -> None:
+    """50 functions over one folder: one edit, one build; a function that changed after that build gets a new one."""
+    make_tree(tmp_path / "shared", {"index.py": HELLO_PY})
+    fns = [
+        FunctionConfig(
+            name=f"f{n}", source=tmp_path / "shared", package="default",
+            urn=f"urn:fss:cn-north-4:{PROJECT_ID}:function:default:f{n}:latest", code_type="zip", code_filename="index.zip", artifact=None, build=None, exclude=(),
+            use_gitignore=False, depend_version_list=None, kms_key_id=None, invoke_event=None,
+        )
+        for n in range(50)
+    ]  # fmt: skip
+    now = [100.0]
+    packager = IncrementalPackager(clock=lambda: now[0])
+    first = [packager(fn) for fn in fns]
+    assert all(split is first[0] for split in first)  # the initial syncs: one build
+    now[0] = 101.0
+    (tmp_path / "shared" / "index.py").write_text(HELLO_PY + "# edited\n")
+    for fn in fns:
+        packager.changed(fn.name, ["index.py"])
+    now[0] = 102.0
+    second = [packager(fn) for fn in fns]
+    assert second[0] is not first[0] and all(split is second[0] for split in second)
+    assert second[0].code.sha512 == package_function(fns[0]).sha512
+    now[0] = 103.0
+    packager.changed("f7", ["index.py"])  # a later burst for one of them
+    now[0] = 104.0
+    assert packager(fns[7]) is not second[0]
+    different = fns[0].__class__(**{**fns[0].__dict__, "name": "other", "exclude": ("*.md",)})
+    assert packager(different) is not second[0]  # other rules: other inputs, its own build

@@ -12,8 +12,9 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional, Union
 
 import click
@@ -109,26 +110,42 @@ class ClientCache:
 
 
 class IncrementalPackager:
-    """Packages each function with its own :class:`fgsync.package.PackageBuilder`, kept across syncs, so a
-    save re-deflates only the files that changed (the bytes are those of a cold build), in the code zip and the
-    dependency package alike. A function whose definition changes (fgsync.toml reloaded) gets a new builder.
+    """Packages functions with :class:`fgsync.package.PackageBuilder` objects kept across syncs, so a save
+    re-deflates only the files that changed (the bytes are those of a cold build), in the code zip and the
+    dependency package alike.
+
+    Functions whose package inputs are the same (source, rules, build, code type, dependencies, limits) share one
+    builder, and one build serves them all when nothing changed for them after it began: an edit in a folder 50
+    functions share is packaged once per burst, not 50 times. What changed when comes from the daemon
+    (:meth:`changed`, its ``on_change``). A function whose definition changes (fgsync.toml reloaded) gets the
+    builder of its new inputs.
 
     Args:
         route: how packages will be sent (it sets the size limits: 300 MB with ``[obs]``); read at each build.
+        clock: monotonic seconds.
     """
 
-    def __init__(self, route: Callable[[], UploadRoute] = UploadRoute) -> None:
-        self._builders: dict[str, tuple[tuple[FunctionConfig, int, int], PackageBuilder]] = {}
+    def __init__(
+        self, route: Callable[[], UploadRoute] = UploadRoute, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._route = route
+        self._clock = clock
         self._lock = threading.Lock()
+        self._shared: dict[tuple[object, ...], _Shared] = {}
+        self._changed_at: dict[str, float] = {}
+
+    def changed(self, name: str, _paths: Sequence[str] = ()) -> None:
+        """A burst touched the function now: the next package of it must come from a build started later."""
+        with self._lock:
+            self._changed_at[name] = self._clock()
 
     def __call__(self, fn: FunctionConfig) -> SplitPackage:
         """The function's packages, as :func:`fgsync.sync.package_split` would build them."""
         route = self._route()
-        key = (fn, route.max_code_bytes, route.max_dependency_bytes)
+        key = _inputs(fn, route)
         with self._lock:
-            known = self._builders.get(fn.name)
-            if known is None or known[0] != key:
+            shared = self._shared.get(key)
+            if shared is None:
                 rules = IgnoreRules.for_function(fn.source, exclude=fn.exclude, use_gitignore=fn.use_gitignore)
                 builder = PackageBuilder(
                     fn.source,
@@ -139,8 +156,40 @@ class IncrementalPackager:
                     max_bytes=route.max_code_bytes,
                     max_dependency_bytes=route.max_dependency_bytes,
                 )
-                known = self._builders[fn.name] = (key, builder)
-        return known[1].build_split()
+                shared = self._shared[key] = _Shared(builder)
+            changed_at = self._changed_at.get(fn.name, 0.0)
+        with shared.lock:  # one build at a time per inputs; the others wait for it, then see if it serves them
+            if shared.last is not None and shared.started >= changed_at and not fn.build:
+                return shared.last
+            started = self._clock()
+            split = shared.builder.build_split()
+            shared.last, shared.started = split, started
+            return split
+
+
+@dataclass
+class _Shared:
+    """One builder for the functions of the same inputs, and its last build (when it began)."""
+
+    builder: PackageBuilder
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    last: Optional[SplitPackage] = None
+    started: float = -1.0
+
+
+def _inputs(fn: FunctionConfig, route: UploadRoute) -> tuple[object, ...]:
+    """What a function's packages depend on: equal inputs, equal packages."""
+    return (
+        fn.source,
+        fn.exclude,
+        fn.use_gitignore,
+        fn.code_type,
+        fn.artifact,
+        fn.dependencies,
+        fn.build,
+        route.max_code_bytes,
+        route.max_dependency_bytes,
+    )
 
 
 @dataclass
@@ -158,6 +207,7 @@ def make_sync_step(
     invoke: bool = False,
     fingerprints: Optional[InputFingerprints] = None,
     builds: Optional[BuildProcesses] = None,
+    packager: Optional[IncrementalPackager] = None,
 ) -> SyncStep:
     """The daemon's sync step: :func:`fgsync.sync.sync_function` with incremental packaging, then (``invoke``)
     an invocation after a push.
@@ -165,7 +215,8 @@ def make_sync_step(
     One progress bar at a time: uploads running in parallel beyond the first go without one.
     """
     bar_slot = threading.Lock()
-    packager = IncrementalPackager(lambda: UploadRoute(obs_configured=state.config.obs is not None))
+    if packager is None:
+        packager = IncrementalPackager(lambda: UploadRoute(obs_configured=state.config.obs is not None))
 
     def step(fn: FunctionConfig, emit: Emit) -> SyncResult:
         client, route = clients.get(), clients.route()
@@ -280,12 +331,15 @@ def watch_command(
     clients = ClientCache(remote, stamp)
     fingerprints = InputFingerprints()
     builds = BuildProcesses()
+    packager = IncrementalPackager(lambda: UploadRoute(obs_configured=state.config.obs is not None))
     stop = threading.Event()
     first = settings(config)
     warn_own_folders_inside(functions)
     daemon = Daemon(
         first.functions,
-        sync=make_sync_step(app, state, clients, invoke=invoke, fingerprints=fingerprints, builds=builds),
+        sync=make_sync_step(
+            app, state, clients, invoke=invoke, fingerprints=fingerprints, builds=builds, packager=packager
+        ),
         emit=emit,
         stop_event=stop,
         debounce_ms=first.debounce_ms,
@@ -296,6 +350,7 @@ def watch_command(
         config_file=config.path,
         reload=lambda: settings(load_config(config.path)),
         on_reload=on_reload,
+        on_change=packager.changed,
     )
     app.reporter.on_closed = stop.set  # `fgsync watch | head -1`: the reader is gone, stop as on SIGTERM
     keys: Optional[KeyReader] = None

@@ -108,6 +108,9 @@ class Daemon:
         config_file: fgsync.toml, looked at for edits (with ``reload``).
         reload: reads the configuration again (raises ConfigError); the daemon applies what it returns.
         on_reload: called with the new settings once they are in force.
+        on_change: told, on the loop's thread, of every function a burst touched and its paths ("" for the whole
+            tree: a re-armed watch, lost events, Enter, a reload) — what the packager may rely on to package
+            only what changed, and once for functions that share their inputs.
     """
 
     def __init__(
@@ -131,6 +134,7 @@ class Daemon:
         config_file: Optional[Path] = None,
         reload: Optional[Callable[[], WatchSettings]] = None,
         on_reload: Optional[Callable[[WatchSettings], None]] = None,
+        on_change: Optional[Callable[[str, Sequence[str]], None]] = None,
     ) -> None:
         if not functions:
             raise ValueError("no functions to watch")
@@ -155,6 +159,7 @@ class Daemon:
         self._config_file = config_file if reload is not None else None
         self._reload = reload
         self._on_reload = on_reload
+        self._on_change = on_change or (lambda _name, _paths: None)
         self._emit_lock = threading.Lock()
         self._inbox: queue.Queue[_Item] = queue.Queue()
         self._wake = threading.Event()
@@ -294,6 +299,7 @@ class Daemon:
         for fn in settings.functions:
             self.scheduler.add(fn.name)  # a new one owes its initial sync
         for name in changed_functions(old.functions, settings.functions):
+            self._on_change(name, [""])
             self.scheduler.changed(name)  # new rules, build or target: package again
         if self._on_reload is not None:
             self._on_reload(settings)
@@ -351,6 +357,7 @@ class Daemon:
                     raise item.error
             elif isinstance(item, _SyncAll):
                 for name in self.functions:
+                    self._on_change(name, [""])
                     self.scheduler.changed(name)
             elif isinstance(item, _Done):
                 self._leave_phase(item.name)
@@ -365,7 +372,9 @@ class Daemon:
 
     def _changed(self, batch: frozenset[Change]) -> None:
         by_function: dict[str, list[str]] = {}
+        touched: dict[str, list[str]] = {}
         for change in batch:
+            touched.setdefault(change.function, []).append(change.path)
             paths = by_function.setdefault(change.function, [])
             # A temp file created and renamed away (sed -i, atomic saves) names nothing the user has; its
             # rename target has its own event. It still owes a sync: it may have replaced a real file. A
@@ -375,6 +384,7 @@ class Daemon:
         for name, fn in self.functions.items():
             if name not in by_function:
                 continue
+            self._on_change(name, touched[name])
             if fn.build and self._inputs_changed is not None:
                 # Possibly the build's own output: reported (and synced) only if the inputs really changed.
                 self._held_paths.setdefault(name, []).extend(by_function[name])

@@ -520,13 +520,14 @@ def test_functions_that_share_their_inputs_are_packaged_once_per_burst(tmp_path:
     fns = [
         FunctionConfig(
             name=f"f{n}", source=tmp_path / "shared", package="default",
-            urn=f"urn:fss:cn-north-4:{PROJECT_ID}:function:default:f{n}:latest", code_type="zip", code_filename="index.zip", artifact=None, build=None, exclude=(),
+            urn=f"urn:fss:cn-north-4:{PROJECT_ID}:function:default:f{n}:latest", code_type="zip",
+            code_filename="index.zip", artifact=None, build=None, exclude=(),
             use_gitignore=False, depend_version_list=None, kms_key_id=None, invoke_event=None,
         )
         for n in range(50)
     ]  # fmt: skip
     now = [100.0]
-    packager = IncrementalPackager(clock=lambda: now[0])
+    packager = IncrementalPackager(told=True, clock=lambda: now[0])
     first = [packager(fn) for fn in fns]
     assert all(split is first[0] for split in first)  # the initial syncs: one build
     now[0] = 101.0

@@ -122,13 +122,20 @@ class IncrementalPackager:
 
     Args:
         route: how packages will be sent (it sets the size limits: 300 MB with ``[obs]``); read at each build.
+        told: :meth:`changed` is called for every change (the daemon's ``on_change``): only then may one build
+            serve several syncs; else every call builds (from its cache).
         clock: monotonic seconds.
     """
 
     def __init__(
-        self, route: Callable[[], UploadRoute] = UploadRoute, *, clock: Callable[[], float] = time.monotonic
+        self,
+        route: Callable[[], UploadRoute] = UploadRoute,
+        *,
+        told: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._route = route
+        self._told = told
         self._clock = clock
         self._lock = threading.Lock()
         self._shared: dict[tuple[object, ...], _Shared] = {}
@@ -159,7 +166,7 @@ class IncrementalPackager:
                 shared = self._shared[key] = _Shared(builder)
             changed_at = self._changed_at.get(fn.name, 0.0)
         with shared.lock:  # one build at a time per inputs; the others wait for it, then see if it serves them
-            if shared.last is not None and shared.started >= changed_at and not fn.build:
+            if self._told and shared.last is not None and shared.started >= changed_at and not fn.build:
                 return shared.last
             started = self._clock()
             split = shared.builder.build_split()
@@ -331,7 +338,7 @@ def watch_command(
     clients = ClientCache(remote, stamp)
     fingerprints = InputFingerprints()
     builds = BuildProcesses()
-    packager = IncrementalPackager(lambda: UploadRoute(obs_configured=state.config.obs is not None))
+    packager = IncrementalPackager(lambda: UploadRoute(obs_configured=state.config.obs is not None), told=True)
     stop = threading.Event()
     first = settings(config)
     warn_own_folders_inside(functions)

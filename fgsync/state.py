@@ -37,9 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import platformdirs
-
 from fgsync.errors import StateError
+from fgsync.folders import cache_dir
 from fgsync.locks import LockFolder, lock_key
 
 log = logging.getLogger(__name__)
@@ -97,10 +96,8 @@ class _Entry:
     forgotten: set[PendingSend] = field(default_factory=set)
 
 
-def default_cache_dir() -> Path:
-    """``$FGSYNC_CACHE_DIR``, else the platform's user cache folder for fgsync."""
-    override = os.environ.get("FGSYNC_CACHE_DIR")
-    return Path(override) if override else Path(platformdirs.user_cache_dir("fgsync"))
+#: ``$FGSYNC_CACHE_DIR``, else the platform's user cache folder for fgsync (never packaged or watched).
+default_cache_dir = cache_dir
 
 
 def _utc_now() -> _dt.datetime:

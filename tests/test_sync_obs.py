@@ -80,6 +80,7 @@ def test_a_60_mb_package_goes_through_obs_and_a_second_push_sends_nothing(
     assert function.code_type == "obs"
     (obj,) = emu.objects(BUCKET)
     assert obj.key.startswith("fgsync/default/hello/") and obj.key.endswith(".zip")
+    assert named(events, "pushed")[0]["code_url"].endswith(obj.key)  # the event says the package went through OBS
     assert emu.calls("iam_securitytokens") == 1  # temporary keys for the token: fetched once
 
     code, events, _ = push(capsys)  # unchanged: no object, no code update
@@ -167,3 +168,13 @@ def test_objects_no_longer_used_are_deleted_the_newest_two_kept(
         assert code == 0, err
         keys.append(f"fgsync/default/hello/{local(project).code.sha256}.zip")
     assert sorted(o.key for o in emu.objects(BUCKET)) == sorted(keys[-2:])
+
+
+def test_the_terminal_line_of_an_obs_push_says_so() -> None:
+    from fgsync.cli.output import render_human
+    from fgsync.events import Event
+
+    fields = {"bytes": 60 * 1024 * 1024, "digest": "ab" * 64, "ms": 900}
+    assert "via OBS" not in render_human(Event("pushed", "hello", fields))
+    line = render_human(Event("pushed", "hello", {**fields, "code_url": "http://127.0.0.1:1/b/fgsync/k.zip"}))
+    assert line == "pushed 60.0 MB in 900 ms  via OBS  digest abababababab"

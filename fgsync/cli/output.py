@@ -91,7 +91,8 @@ def render_human(event: Event) -> str:
             f"  sha256 {short(f['sha256'])}"
         )
     if event.event == "pushed":
-        return f"pushed {human_size(f['bytes'])} in {f['ms']} ms  digest {short(f['digest'])}"
+        via = "  via OBS" if f.get("code_url") else ""
+        return f"pushed {human_size(f['bytes'])} in {f['ms']} ms{via}  digest {short(f['digest'])}"
     if event.event == "invoked":
         text = f"invoked: status {f['status']} in {f['ms']} ms  {_invocation_outcome(f['result'])}"
         log = (f.get("log") or "").rstrip("\n")

@@ -387,6 +387,7 @@ def _push(
         return SyncResult(fn.name, action, reason, package, digest, drift, _ms(clock() - started), split.dependency)
 
     upload_started = clock()
+    code_url: Optional[str] = None
     via_obs = route.through_obs(fn, package)  # PackageError before any upload when it fits nowhere
     store.begin_send(endpoint, fn.urn, package.sha512)
     try:
@@ -423,9 +424,10 @@ def _push(
             "the service accepted the code but answered no digest; not recording this push",
             status=200,
         )
-    emit(
-        Event("pushed", fn.name, {"bytes": package.size, "digest": answer.digest, "ms": _ms(clock() - upload_started)})
-    )
+    pushed: dict[str, object] = {"bytes": package.size, "digest": answer.digest, "ms": _ms(clock() - upload_started)}
+    if code_url is not None:
+        pushed["code_url"] = code_url  # the package went through OBS
+    emit(Event("pushed", fn.name, pushed))
     target = plan.target if plan is not None and plan.target is not None and plan.target.version_id else None
     retired = (*(record.retired if record is not None else ()), *(plan.replaced if plan is not None else ()))
     retired = tuple(dict.fromkeys(d for d in retired if target is None or d.version_id != target.version_id))

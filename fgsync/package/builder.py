@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -354,15 +354,18 @@ class PackageBuilder:
         # Jobs are in archive order (all of the code's, then the dependency's): each assemble below takes
         # exactly its own outcomes from the one stream.
         outcomes = self._run_jobs(jobs)
+        # What each job did, and (only when caching) the entry it made: a cold build keeps no entry once it is in
+        # the archive, so the zip is held once.
+        kinds: list[Optional[str]] = [None] * len(jobs)
         done: list[Optional[_Outcome]] = [None] * len(jobs)
         try:
-            packages = [self._archive(side, files, slots, outcomes, done) for side, files, slots in plans]
+            packages = [self._archive(side, files, slots, outcomes, kinds, done) for side, files, slots in plans]
         finally:
             outcomes.close()  # stops the workers early when assemble gave up
         per_side: list[BuildStats] = []
         for (side, _files, _slots), count in zip(plans, reused):
-            kinds = [o[1] for o, job in zip(done, jobs) if o is not None and job[2] is side]
-            per_side.append(BuildStats(count, kinds.count("rechecked"), kinds.count("compressed")))
+            made = [kind for kind, job in zip(kinds, jobs) if kind is not None and job[2] is side]
+            per_side.append(BuildStats(count, made.count("rechecked"), made.count("compressed")))
         self.code_stats = per_side[0]
         self.dependency_stats = per_side[1] if len(per_side) > 1 else BuildStats()
         self.stats = BuildStats(
@@ -382,6 +385,7 @@ class PackageBuilder:
         files: list[SourceFile],
         slots: list[_Slot],
         outcomes: Iterator[_Outcome],
+        kinds: list[Optional[str]],
         done: list[Optional[_Outcome]],
     ) -> Package:
         last, trail = side.last, side.trail
@@ -390,12 +394,17 @@ class PackageBuilder:
             # also keeps its lazily computed sha256.
             return last
 
+        keep = self.cache_bytes > 0
+
         def entries() -> Iterator[CompressedEntry]:
             for slot in slots:
                 if isinstance(slot, CompressedEntry):
                     yield slot
                 else:
-                    done[slot] = outcome = next(outcomes)
+                    outcome = next(outcomes)
+                    kinds[slot] = outcome[1]
+                    if keep:
+                        done[slot] = outcome
                     yield outcome[0]
 
         data, sha512, new_trail = assemble(
@@ -429,12 +438,18 @@ class PackageBuilder:
                 batches.append([])
                 weight = 0
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="fgsync-deflate")
+        pending = deque(batch for batch in batches if batch)
+        # A window of batches in flight, not all of them: the workers may not run ahead of the archive by more
+        # than a few batches, whose entries would otherwise pile up in memory beside it.
+        window = self.workers + 2
+        futures: deque[Future[list[_Outcome]]] = deque()
         try:
-            futures: list[Future[list[_Outcome]]] = [
-                pool.submit(self._run_batch, batch) for batch in batches if batch
-            ]
-            for future in futures:
-                yield from future.result()
+            while pending or futures:
+                while pending and len(futures) < window:
+                    futures.append(pool.submit(self._run_batch, pending.popleft()))
+                outcomes = futures.popleft().result()
+                yield from outcomes
+                del outcomes
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 

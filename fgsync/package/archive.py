@@ -49,6 +49,7 @@ PROBE_MIN = 64 * 1024  # smaller files are simply deflated
 PROBE_WINDOW = 4096
 REFRESH_IN_MEMORY = 16 * 1024 * 1024  # a re-checked file up to this size is read once, into memory
 _PARALLEL_HASH_BYTES = 4 * 1024 * 1024
+_HASH_BLOCK = 1024 * 1024  # a cold build hashes what it wrote in blocks of about this much
 
 _LOCAL = struct.Struct("<4s5H3I2H")
 _CENTRAL_HEAD = struct.Struct("<4s6H3I5HI")  # the central record up to, not including, the local offset
@@ -318,7 +319,14 @@ def _assemble_once(
     out = io.BytesIO()
     write = out.write
     hasher = hashlib.sha512()
-    update = hasher.update
+    hashed = 0
+
+    def hash_written() -> None:
+        # In blocks of the buffer, not per entry: each update of more than 2 KiB lets go of the GIL and must
+        # win it back from the compressing threads, which costs more than the hashing of a small entry.
+        with out.getbuffer() as view, view[hashed:] as block:
+            hasher.update(block)
+
     central: list[bytes] = []
     offset = 0
     for src, entry in zip(files, entries):
@@ -328,19 +336,20 @@ def _assemble_once(
         data = entry.data
         write(head)
         write(data)
-        update(head)
-        update(data)
         offset += len(head) + len(data)
         if offset > abort_bytes:
             raise _over(what, f"would be at least {offset:,} bytes, over the limit of {max_bytes:,} bytes", fix)
+        if offset - hashed >= _HASH_BLOCK:
+            hash_written()
+            hashed = offset
     directory = b"".join(central)
     tail = end_record(len(central), len(directory), offset)
     total = offset + len(directory) + len(tail)
     if total > max_bytes:
         raise _over(what, f"is {total:,} bytes, over the limit of {max_bytes:,} bytes", fix)
-    for part in (directory, tail):
-        write(part)
-        update(part)
+    write(directory)
+    write(tail)
+    hash_written()
     return out.getvalue(), hasher.hexdigest()
 
 

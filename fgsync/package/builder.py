@@ -68,6 +68,8 @@ RACY_MARGIN_NS = 2_000_000_000
 # Files are handed to the compressing threads in batches of about this many bytes: tiny files one by one
 # would cost more in thread hand-offs than in deflate.
 _BATCH_BYTES = 512 * 1024
+# The files the compressing threads may be working on ahead of the archive, beyond one batch per thread.
+_IN_FLIGHT_BYTES = 8 * 1024 * 1024
 # Below this much work a thread pool costs more than it saves.
 _PARALLEL_MIN_BYTES = 2 * 1024 * 1024
 _ATTEMPTS = 3
@@ -429,25 +431,38 @@ class PackageBuilder:
             for job in jobs:
                 yield self._run_job(job)
             return
-        batches: list[list[_Job]] = [[]]
-        weight = 0
+        batches: list[tuple[list[_Job], int]] = []
+        batch: list[_Job] = []
+        weight = raw = 0
         for job in jobs:
-            batches[-1].append(job)
+            batch.append(job)
+            raw += job[0].size
             weight += job[0].size + 4096  # per-file cost beyond its bytes: open, stat, headers
             if weight >= _BATCH_BYTES:
-                batches.append([])
-                weight = 0
+                batches.append((batch, raw))
+                batch, weight, raw = [], 0, 0
+        if batch:
+            batches.append((batch, raw))
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="fgsync-deflate")
-        pending = deque(batch for batch in batches if batch)
-        # A window of batches in flight, not all of them: the workers may not run ahead of the archive by more
-        # than a few batches, whose entries would otherwise pile up in memory beside it.
-        window = self.workers + 2
-        futures: deque[Future[list[_Outcome]]] = deque()
+        pending = deque(batches)
+        # Only a few batches in flight, not all of them: the workers may not run ahead of the archive by more than
+        # that, or their entries (a stored binary is as big as the file) would pile up in memory beside it. One
+        # batch per worker always; more while what is in flight is under _IN_FLIGHT_BYTES of files.
+        futures: deque[tuple[Future[list[_Outcome]], int]] = deque()
+        in_flight = 0
         try:
             while pending or futures:
-                while pending and len(futures) < window:
-                    futures.append(pool.submit(self._run_batch, pending.popleft()))
-                outcomes = futures.popleft().result()
+                while pending and (
+                    len(futures) < self.workers
+                    or (len(futures) < self.workers + 2 and in_flight + pending[0][1] <= _IN_FLIGHT_BYTES)
+                ):
+                    batch, raw = pending.popleft()
+                    futures.append((pool.submit(self._run_batch, batch), raw))
+                    in_flight += raw
+                future, raw = futures.popleft()
+                outcomes = future.result()
+                in_flight -= raw
+                del future
                 yield from outcomes
                 del outcomes
         finally:

@@ -475,6 +475,10 @@ def test_requests_in_flight_are_counted_with_their_peak(emulator: Any) -> None:
             time.sleep(0.02)
         for thread in threads:
             thread.join()
+        # The answers are read; each server thread leaves the count just after writing the last byte of its own.
+        while control.get("/_emulator/stats").json()["requests"]["in_flight"]:
+            assert time.monotonic() < deadline, "a request stayed counted after its answer"
+            time.sleep(0.02)
         assert control.get("/_emulator/stats").json()["requests"] == {"in_flight": 0, "peak": 3}
         assert control.post("/_emulator/requests/reset").json() == {"in_flight": 0, "peak": 0}
         assert emu.requests.describe() == {"in_flight": 0, "peak": 0}

@@ -77,6 +77,8 @@ def basename_matcher(patterns: Sequence[str]) -> Optional[BuiltinMatcher]:
     at_root: set[str] = set()
     affixes: list[tuple[str, str]] = []
     for pattern in patterns:
+        if not pattern or pattern.startswith("#") or pattern != pattern.rstrip():
+            return None  # comments, blank lines and trailing spaces have rules of their own: leave them to pathspec
         text = pattern
         if text.startswith("\\#"):
             text = text[1:]

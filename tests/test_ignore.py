@@ -230,6 +230,7 @@ def test_the_builtin_fast_path_decides_as_pathspec(seed: int, tmp_path: Path) ->
 def test_patterns_the_fast_path_does_not_know_keep_pathspec() -> None:
     from fgsync.ignore import basename_matcher
 
-    for pattern in ("!keep.pyc", "a/b", "**/x", "?.pyc", "[ab].txt", "a*b*c", "/dir/", "\\!x", "*.pyc/"):
+    unknown = ("!keep.pyc", "a/b", "**/x", "?.pyc", "[ab].txt", "a*b*c", "/dir/", "\\!x", "*.pyc/", "#c", "x ", "")
+    for pattern in unknown:
         assert basename_matcher(("*.pyc", pattern)) is None, pattern
     assert basename_matcher(("node_modules/", "*.log", "tmp*", "/build", "a*z")) is not None

@@ -27,14 +27,21 @@ PROJECT_ID = "0123456789abcdef0123456789abcdef"
 TOKEN = "MIIbench-" + "t" * 64
 STARTUP_SECONDS = 60.0
 ROOT = Path(__file__).resolve().parent.parent
+#: The fgsync source tree the children run (and bench_package imports): this checkout, or another one to compare
+#: with (``FGSYNC_BENCH_SOURCE=/path/to/other/checkout``; the benchmarks themselves stay these).
+SOURCE = Path(os.environ.get("FGSYNC_BENCH_SOURCE") or ROOT).resolve()
 
 
 def child_env(**extra: str) -> dict[str, str]:
     """The environment for fgsync children: none of the caller's fgsync or cloud credentials, no keyring."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FGSYNC_", "CLOUD_SDK_"))}
+    # Bytecode is cached, as for an installed fgsync (pip compiles it at install time): with
+    # PYTHONDONTWRITEBYTECODE set, every start would compile fgsync's ~40 modules again (~100 ms) while the
+    # libraries it is compared with load their installed .pyc files. The cache goes to __pycache__ (gitignored).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     # Benchmarks authenticate with FGSYNC_TOKEN; a locked Secret Service must not stall or skew a run.
     env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
-    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONPATH"] = str(SOURCE) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.update(extra)
     return env
 
@@ -203,6 +210,46 @@ class WatchProcess:
         for reader in self._readers:
             reader.join(5)
         return self.proc.returncode
+
+
+# A tiny launcher between this script and a measured child. Linux carries the peak RSS of the process that forked a
+# child over into the child's own ru_maxrss (exec keeps the old memory's high-water mark), so a child forked from
+# this script, which imports httpx, could never show less than this script's peak; forked from `python -S`
+# instead, its floor is a few MB. The launcher writes "maxrss_kb cpu_s exit_code" into the file it is given.
+_LAUNCHER = (
+    "import os, sys\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n"
+    "    os.execv(sys.argv[2], sys.argv[2:])\n"
+    "_, status, usage = os.wait4(pid, 0)\n"
+    "with open(sys.argv[1], 'w') as out:\n"
+    "    out.write(f'{usage.ru_maxrss} {usage.ru_utime + usage.ru_stime} {os.waitstatus_to_exitcode(status)}')\n"
+)
+
+
+def run_measured(args: list[str], *, cwd: Path, env: dict[str, str]) -> tuple[float, float, int, int]:
+    """Run a child to its end: (wall seconds, CPU seconds, peak RSS in kB, exit code), from its own rusage.
+
+    ``args[0]`` must be an executable path (``sys.executable``, ``/usr/bin/zip``). Wall time includes the small
+    launcher's start; compare against contenders measured the same way.
+
+    Raises:
+        RuntimeError: the child failed (its stderr's tail in the message).
+    """
+    with tempfile.NamedTemporaryFile("r", suffix=".rusage") as result:
+        start = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-S", "-c", _LAUNCHER, result.name, *args],
+            cwd=str(cwd),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        wall = time.perf_counter() - start
+        maxrss, cpu, code = result.read().split()
+    if done.returncode != 0 or int(code) != 0:
+        raise RuntimeError(f"{' '.join(args[:6])}... exited {code}: {done.stderr.decode(errors='replace')[-2000:]}")
+    return wall, float(cpu), int(maxrss), int(code)
 
 
 def cpu_seconds(pid: int) -> float:

@@ -1,12 +1,19 @@
-"""Packaging speed against Info-ZIP, on a generated tree of about 3,000 files / 40 MB.
+"""Packaging speed against Info-ZIP, on three generated tree shapes (mixed, node_modules, vendored Python).
 
-Run: ``python benchmarks/bench_package.py [--files N] [--megabytes M] [--repeat R]``.
+Run: ``python benchmarks/bench_package.py [--shapes mixed,node,python] [--repeat R] [--workers N]``.
 
-1. cold build (``build_package``) vs ``zip -X -r -q -6`` of the same tree, in the same run;
-2. repack after a one-file change with a warm ``PackageBuilder`` vs a cold build vs ``zip -X -r``.
+For each shape (benchmarks/_trees.py), in interleaved rounds so that load from other processes weighs on every
+contender alike:
 
-Every figure is the median of ``--repeat`` runs with a warm page cache. The tree's mtimes are set an hour in
-the past, as in a project that exists before the daemon starts (fresh files are "racy" and get re-checked once).
+1. cold, whole process: ``fgsync package -o`` (a new Python process, as a user or an editor task runs it) vs
+   ``zip -X -r -q -6`` into a new archive, each timed from spawn to exit, with the child's CPU time
+   (``resource.getrusage(RUSAGE_CHILDREN)``);
+2. the daemon's repack after a one-file edit: a ``PackageBuilder`` kept across builds (in this process), one
+   source file appended to per round, checked byte-for-byte against a cold ``build_package`` of the same tree.
+
+Printed per shape: median, min and max of each, and the ratios of the medians. Goals: (1) <= 1.0x zip on every
+shape; (2) <= 5 % of zip. The trees' mtimes are an hour in the past, as in a project that exists before the daemon
+starts (fresh files are "racy" and get re-checked once). The page cache is warm (one untimed run of each first).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -22,127 +30,117 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import SOURCE, child_env, load
+from _trees import SHAPES, generate
+
+sys.path.insert(0, str(SOURCE))
 
 from fgsync.ignore import IgnoreRules
 from fgsync.package import PackageBuilder, build_package
 
-WORDS = [
-    "def", "return", "import", "class", "self", "value", "result", "event", "context", "handler", "data",
-    "items", "config", "for", "in", "if", "else", "while", "try", "except", "raise", "with", "as",
-    "lambda", "yield", "async", "await", "None", "True", "False", "json", "dumps", "loads", "path",
-]
+SUFFIXES = {"mixed": ".py", "node": ".js", "python": ".py"}
 
 
-def make_text(rng: random.Random, size: int) -> bytes:
-    """Source-like text: words, indentation and numbers (compresses about 3-4x, like real code)."""
-    lines = []
-    total = 0
-    while total < size:
-        line = "    " * rng.randrange(4) + " ".join(rng.choice(WORDS) for _ in range(rng.randrange(3, 12)))
-        line += f" = {rng.randrange(10**6)}\n"
-        lines.append(line)
-        total += len(line)
-    return "".join(lines).encode()[:size]
+def spread(samples: list[float]) -> str:
+    """``median  (min .. max)`` in milliseconds."""
+    ms = [s * 1000 for s in samples]
+    return f"median {statistics.median(ms):8.1f} ms  (min {min(ms):7.1f}, max {max(ms):7.1f})"
 
 
-def generate(root: Path, files: int, megabytes: float, seed: int = 1) -> tuple[int, int]:
-    """A mixed tree: 90 % of the files are text (about 40 % of the bytes), the rest incompressible binary."""
-    rng = random.Random(seed)
-    budget = int(megabytes * 1024 * 1024)
-    binaries = max(1, files // 10)
-    texts = files - binaries
-    text_bytes = int(budget * 0.4)
-    total = 0
-    for i in range(files):
-        folder = root / f"pkg{i % 37}" / f"sub{i % 11}"
-        folder.mkdir(parents=True, exist_ok=True)
-        if i % 10 == 9:
-            size = rng.randrange(1, 2 * (budget - text_bytes) // binaries)
-            (folder / f"blob{i}.bin").write_bytes(rng.randbytes(size))
-        else:
-            size = rng.randrange(1, 2 * text_bytes // texts)
-            (folder / f"module{i}.py").write_bytes(make_text(rng, size))
-        total += size
-    past = time.time() - 3600
-    for folder, _, names in os.walk(root):
-        for name in names:
-            os.utime(os.path.join(folder, name), (past, past))
-    return files, total
+def timed(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of one child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    subprocess.run(args, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
-def summary(samples: list[float]) -> str:
-    return f"median {statistics.median(samples) * 1000:8.1f} ms   min {min(samples) * 1000:8.1f} ms"
+def bench_shape(shape: str, tmp: Path, repeat: int) -> dict[str, float]:
+    tree = tmp / shape / "src"
+    count, size = generate(shape, tree)
+    config = tmp / shape / "fgsync.toml"
+    config.write_text(
+        'region = "cn-north-4"\nproject_id = "0123456789abcdef0123456789abcdef"\n\n'
+        f'[[function]]\nname = "f"\nsource = "{tree}"\n'
+    )
+    env = child_env(FGSYNC_CACHE_DIR=str(tmp / "cache"))
+    out_fg, out_zip = tmp / shape / "fgsync.zip", tmp / shape / "zip.zip"
+    fgsync = [sys.executable, "-m", "fgsync", "--config", str(config), "package", "f", "-o", str(out_fg)]
 
+    def run_zip() -> tuple[float, float]:
+        out_zip.unlink(missing_ok=True)
+        return timed(["zip", "-X", "-r", "-q", "-6", str(out_zip), "."], tree, env)
 
-def run_zip(tree: Path, out: Path) -> None:
-    if out.exists():
-        out.unlink()
-    subprocess.run(["zip", "-X", "-r", "-q", "-6", str(out), "."], cwd=tree, check=True)
+    rules = IgnoreRules.for_function(tree)
+    run_zip()  # warm the page cache for every contender
+    timed(fgsync, tmp, env)
+    builder = PackageBuilder(tree, rules=rules)
+    builder.build()
+    victims = [tree / rel for rel in builder.build().paths if rel.endswith(SUFFIXES[shape])]
+    rng = random.Random(2)
+    zips: list[float] = []
+    zip_cpu: list[float] = []
+    colds: list[float] = []
+    cold_cpu: list[float] = []
+    warms: list[float] = []
+    for _ in range(repeat):
+        wall, cpu = run_zip()
+        zips.append(wall)
+        zip_cpu.append(cpu)
+        wall, cpu = timed(fgsync, tmp, env)
+        colds.append(wall)
+        cold_cpu.append(cpu)
+        with rng.choice(victims).open("ab") as handle:
+            handle.write(b"// edited\n" if shape == "node" else b"# edited\n")
+        start = time.perf_counter()
+        warm = builder.build()
+        warms.append(time.perf_counter() - start)
+    cold = build_package(tree, rules=IgnoreRules.for_function(tree))
+    if warm.data != cold.data:
+        raise SystemExit(f"MISMATCH ({shape}): the incremental build differs from a cold build")
+    zip_s, cold_s, warm_s = (statistics.median(x) for x in (zips, colds, warms))
+    print(f"== {shape}: {count:,} files, {size / 2**20:.1f} MiB -> zip {out_zip.stat().st_size / 2**20:.1f} MiB"
+          f" (fgsync {cold.size / 2**20:.1f} MiB); {load()}")  # fmt: skip
+    print(f"  zip -X -r -q -6, whole process:    {spread(zips)}  cpu {statistics.median(zip_cpu) * 1000:7.1f} ms")
+    print(f"  fgsync package -o, whole process:  {spread(colds)}  cpu {statistics.median(cold_cpu) * 1000:7.1f} ms")
+    print(f"  PackageBuilder repack, 1 edit:     {spread(warms)}  (last: {builder.stats})")
+    ratio = cold_s / zip_s
+    rounds = [c / z for c, z in zip(colds, zips)]
+    cpu_ratio = statistics.median(cold_cpu) / statistics.median(zip_cpu)
+    print(
+        f"  (1) cold package / zip = {ratio:.2f}x (goal <= 1.0x; per round {min(rounds):.2f}..{max(rounds):.2f}x);"
+        f" CPU {cpu_ratio:.2f}x zip's"
+    )
+    print(f"  (2) repack / zip = {100 * warm_s / zip_s:.1f} % (goal <= 5 %)")
+    return {"cold": ratio, "repack": warm_s / zip_s}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Generate the tree, measure, print the figures and the ratios."""
+    """Generate the trees, measure, print the figures and the ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--files", type=int, default=3000)
-    parser.add_argument("--megabytes", type=float, default=40.0)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated, of {', '.join(SHAPES)}")
+    parser.add_argument("--repeat", type=int, default=7, help="interleaved rounds per shape (default 7)")
     args = parser.parse_args(argv)
     if shutil.which("zip") is None:
         print("zip (Info-ZIP) is not installed", file=sys.stderr)
         return 1
+    shapes = [s for s in args.shapes.split(",") if s]
+    unknown = sorted(set(shapes) - set(SHAPES))
+    if unknown:
+        parser.error(f"unknown shapes: {', '.join(unknown)}")
+    print(f"fgsync from {SOURCE}; cpus: {os.cpu_count()}; python {sys.version.split()[0]}; {load()}")
+    results = {}
     with tempfile.TemporaryDirectory(prefix="fgsync-bench-") as tmp:
-        tree = Path(tmp) / "src"
-        count, size = generate(tree, args.files, args.megabytes)
-        print(f"tree: {count} files, {size / 2**20:.1f} MiB; cpus: {os.cpu_count()}; python {sys.version.split()[0]}")
-        rules = IgnoreRules.for_function(tree)
-        out = Path(tmp) / "zip.zip"
-        run_zip(tree, out)  # warm the page cache for both contenders
-        build_package(tree, rules=rules)
-
-        cold = build_package(tree, rules=rules)
-        builder = PackageBuilder(tree, rules=rules)
-        builder.build()
-        files = [tree / rel for rel in cold.paths if rel.endswith(".py")]
-        rng = random.Random(2)
-        update = Path(tmp) / "update.zip"
-        run_zip(tree, update)
-        # Interleaved rounds, so that load from other processes weighs on every contender alike.
-        zips: list[float] = []
-        updates: list[float] = []
-        colds: list[float] = []
-        warms: list[float] = []
-        for _ in range(args.repeat):
-            victim = rng.choice(files)
-            with victim.open("ab") as handle:
-                handle.write(b"# edited\n")
-            start = time.perf_counter()
-            warm = builder.build()
-            warms.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            cold = build_package(tree, rules=rules)
-            colds.append(time.perf_counter() - start)
-            if warm.data != cold.data:
-                print("MISMATCH: incremental build differs from a cold build", file=sys.stderr)
-                return 1
-            start = time.perf_counter()
-            run_zip(tree, out)
-            zips.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            subprocess.run(["zip", "-X", "-r", "-q", "-6", str(update), "."], cwd=tree, check=True)
-            updates.append(time.perf_counter() - start)
-        zip_s, cold_s, warm_s = (statistics.median(x) for x in (zips, colds, warms))
-        print(f"zip -X -r -q -6 (new archive):      {summary(zips)}  ({out.stat().st_size / 2**20:.1f} MiB)")
-        print(f"zip -X -r -q -6 (update, 1 change): {summary(updates)}")
-        print(f"cold build_package:                 {summary(colds)}  ({cold.size / 2**20:.1f} MiB)")
-        print(f"PackageBuilder repack, 1 change:    {summary(warms)}  (last: {builder.stats})")
-        print(f"(1) cold build / zip = {cold_s / zip_s:.2f}x (goal <= 1.0x)")
-        update_s = statistics.median(updates)
-        print(
-            f"(2) repack / zip = {100 * warm_s / zip_s:.1f} % (goal <= 5 %; best runs "
-            f"{100 * min(warms) / min(zips):.1f} %); repack / zip update = {100 * warm_s / update_s:.1f} %;"
-            f" repack / cold build = {100 * warm_s / cold_s:.1f} %"
-        )
+        for shape in shapes:
+            results[shape] = bench_shape(shape, Path(tmp), args.repeat)
+    print("summary: " + "; ".join(
+        f"{s}: cold {r['cold']:.2f}x zip, repack {100 * r['repack']:.1f} % of zip" for s, r in results.items()
+    ))  # fmt: skip
     return 0
 
 

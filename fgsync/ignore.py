@@ -25,7 +25,7 @@ import os
 import posixpath
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import ClassVar, Optional, Union
+from typing import Callable, ClassVar, Optional, Union
 
 from pathspec import GitIgnoreSpec
 
@@ -55,6 +55,76 @@ def _compile(lines: Iterable[str], origin: str) -> GitIgnoreSpec:
             except ValueError as exc:
                 raise PackageError(f"invalid ignore pattern {line!r} ({origin}, line {number}): {exc}") from None
         raise  # pragma: no cover - the whole list failed but no single line did
+
+
+BuiltinMatcher = Callable[[str, bool], bool]
+_GLOB = frozenset("*?[\\")
+
+
+def basename_matcher(patterns: Sequence[str]) -> Optional[BuiltinMatcher]:
+    """A plain-Python ``(relpath, is_dir) -> ignored`` for gitignore patterns that only look at the last name,
+    for a path no folder above which is ignored (the contract of :meth:`IgnoreRules.decide`).
+
+    The built-in list is made of such patterns (``.git/``, ``*.pyc``, ``.#*``, ``\\#*#``, ``/.fgsyncignore``), and
+    checking them is most of a cold walk's Python: pathspec tries one regex per pattern on every path. The forms
+    understood, with gitignore's meaning: ``NAME/`` (a folder of that name anywhere), ``NAME``, ``*SUFFIX``,
+    ``PREFIX*``, ``PREFIX*SUFFIX`` (``*`` matching any run of characters but ``/``, the empty one too), ``/NAME``
+    (only at the root), and a leading ``\\#`` for a literal ``#``. Anything else (negation, ``?``, ``[...]``, ``**``,
+    a ``/`` inside) gives None: the caller keeps pathspec. tests/test_ignore.py compares the two on many names.
+    """
+    folders: set[str] = set()
+    names: set[str] = set()
+    at_root: set[str] = set()
+    affixes: list[tuple[str, str]] = []
+    for pattern in patterns:
+        if not pattern or pattern.startswith("#") or pattern != pattern.rstrip():
+            return None  # comments, blank lines and trailing spaces have rules of their own: leave them to pathspec
+        text = pattern
+        if text.startswith("\\#"):
+            text = text[1:]
+        dir_only = text.endswith("/")
+        if dir_only:
+            text = text[:-1]
+        rooted = text.startswith("/")
+        if rooted:
+            text = text[1:]
+        if not text or text.startswith("!") or "/" in text or text.count("*") > 1 or (_GLOB - {"*"}) & set(text):
+            return None
+        if "*" in text:
+            if dir_only or rooted:
+                return None
+            prefix, _, suffix = text.partition("*")
+            affixes.append((prefix, suffix))
+        elif rooted:
+            if dir_only:
+                return None
+            at_root.add(text)
+        elif dir_only:
+            folders.add(text)
+        else:
+            names.add(text)
+    plain = frozenset(names)
+    dirs = frozenset(folders)
+    root = frozenset(at_root)
+    suffixes = tuple(suffix for prefix, suffix in affixes if not prefix)
+    prefixes = tuple(prefix for prefix, _suffix in affixes if prefix)  # a cheap first test for both kinds below
+    bounded = tuple((p, s, len(p) + len(s)) for p, s in affixes if p)
+
+    def ignored(rel: str, is_dir: bool) -> bool:
+        # The last name decides: as IgnoreRules.decide, this assumes that no folder above rel is ignored (the walk
+        # prunes those, and is_ignored asks about every folder first).
+        name = rel[rel.rfind("/") + 1 :]
+        if name in plain or (is_dir and name in dirs) or rel in root:
+            return True
+        if suffixes and name.endswith(suffixes):
+            return True
+        if prefixes and name.startswith(prefixes):
+            for prefix, suffix, size in bounded:
+                if len(name) >= size and name.startswith(prefix) and name.endswith(suffix):
+                    return True
+        return False
+
+    return ignored
 
 
 def _stamp(path: Path) -> _Stamp:
@@ -115,6 +185,7 @@ class IgnoreRules:
     )
 
     _BUILTIN_SPEC: ClassVar[Optional[GitIgnoreSpec]] = None
+    _BUILTIN_FAST: ClassVar[Optional[tuple[tuple[str, ...], Optional[BuiltinMatcher]]]] = None
 
     def __init__(
         self,
@@ -144,8 +215,11 @@ class IgnoreRules:
         #: The private folders inside the source, as relpaths (both spellings when a symlink is involved).
         self.private_inside: frozenset[str] = frozenset(_inside_rels(self.private, self.source))
         self._builtin = self._builtin_spec()
+        self._builtin_fast = self._builtin_matcher()
         self._fgsyncignore = _compile(self._fgsyncignore_lines, FGSYNCIGNORE)
         self._exclude = _compile(self.exclude, "exclude")
+        # The layers above the built-in and .gitignore ones that have patterns at all (most have none).
+        self._layers = tuple(spec for spec in (self._fgsyncignore, self._exclude) if spec.patterns)
         # folder relpath ("" for the root) -> its compiled .gitignore, or None when it has none
         self._gitignores: dict[str, Optional[GitIgnoreSpec]] = {}
         self._gitignore_texts: dict[str, tuple[str, ...]] = {}
@@ -163,6 +237,13 @@ class IgnoreRules:
         if cls._BUILTIN_SPEC is None:
             cls._BUILTIN_SPEC = _compile(cls.BUILTIN, "built-in list")
         return cls._BUILTIN_SPEC
+
+    @classmethod
+    def _builtin_matcher(cls) -> Optional[BuiltinMatcher]:
+        cached = cls._BUILTIN_FAST
+        if cached is None or cached[0] is not cls.BUILTIN:
+            cached = cls._BUILTIN_FAST = (cls.BUILTIN, basename_matcher(cls.BUILTIN))
+        return cached[1]
 
     @classmethod
     def for_function(
@@ -269,7 +350,8 @@ class IgnoreRules:
         if rel in self.private_inside:
             return True  # fgsync's own folder (or a file standing where it would be): beyond every negation
         probe = rel + "/" if is_dir else rel
-        ignored = bool(self._builtin.check_file(probe).include)
+        fast = self._builtin_fast
+        ignored = fast(rel, is_dir) if fast is not None else bool(self._builtin.check_file(probe).include)
         if self.use_gitignore:
             folder = ""
             parts = rel.split("/")
@@ -280,7 +362,7 @@ class IgnoreRules:
                     if verdict is not None:
                         ignored = verdict
                 folder = "/".join(parts[: depth + 1])
-        for spec in (self._fgsyncignore, self._exclude):
+        for spec in self._layers:
             verdict = spec.check_file(probe).include
             if verdict is not None:
                 ignored = verdict

@@ -439,3 +439,46 @@ def test_an_injected_throttle_says_how_long_to_wait(emulator: Any) -> None:
         assert client.get(f"/v2/{emu.project_id}/fgs/functions/{urn}/code").status_code == 200
     with pytest.raises(ValueError, match="retry_after goes with an error answer"):
         emu.inject("show_code", delay=1, retry_after=1)
+
+
+def test_a_fault_aimed_at_one_function_lets_the_others_by(pair: tuple[Emulator, httpx.Client]) -> None:
+    emu, client = pair
+    emu.create_function("world")
+    emu.inject("show_code", status=503, function="world", times=2)
+    assert client.get(f"{BASE}/hello/code").status_code == 200  # not world's: goes by, the fault stays
+    assert emu.faults.pending()["show_code"] == 1
+    assert error_of(client.get(f"{BASE}/world/code")) == (503, "FSS.0503")
+    urn = emu.function("world").urn(REGION, PROJECT_ID)
+    assert error_of(client.get(f"{BASE}/{quote(urn, safe='')}/code")) == (503, "FSS.0503")  # a URN names it too
+    assert client.get(f"{BASE}/world/code").status_code == 200
+    assert emu.faults.pending()["show_code"] == 0
+    with pytest.raises(ValueError):
+        emu.inject("show_code", status=503, function="")
+
+
+def test_requests_in_flight_are_counted_with_their_peak(emulator: Any) -> None:
+    """Three held requests: in flight together, counted once each; the control API's own requests are not."""
+    import threading
+
+    emu = emulator.emulator
+    emu.create_function("hello")
+    emu.inject("show_code", delay=1.0, times=3)
+    headers = {"X-Auth-Token": TOKEN}
+    url = f"{emulator.url}{BASE}/hello/code"
+    threads = [threading.Thread(target=httpx.get, args=(url,), kwargs={"headers": headers}) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    with httpx.Client(base_url=emulator.url) as control:
+        deadline = time.monotonic() + 30
+        while control.get("/_emulator/stats").json()["requests"]["in_flight"] < 3:
+            assert time.monotonic() < deadline, "the three requests never were in flight together"
+            time.sleep(0.02)
+        for thread in threads:
+            thread.join()
+        # The answers are read; each server thread leaves the count just after writing the last byte of its own.
+        while control.get("/_emulator/stats").json()["requests"]["in_flight"]:
+            assert time.monotonic() < deadline, "a request stayed counted after its answer"
+            time.sleep(0.02)
+        assert control.get("/_emulator/stats").json()["requests"] == {"in_flight": 0, "peak": 3}
+        assert control.post("/_emulator/requests/reset").json() == {"in_flight": 0, "peak": 0}
+        assert emu.requests.describe() == {"in_flight": 0, "peak": 0}

@@ -184,3 +184,53 @@ def test_reading_rules_never_writes_into_source(tree: Tree) -> None:
     rules.is_ignored("deep/a/b/c.py")
     rules.fingerprint()
     assert sorted(os.listdir(src)) == before
+
+
+# -- the built-in list's fast path -------------------------------------------------------------------------------
+
+_FRAGMENTS = [
+    "", ".", "#", "~", "/", "a", "x", ".git", ".hg", ".svn", "__pycache__", ".pyc", "pyc", ".DS_Store", ".swp",
+    ".swx", "4913", ".#", "___jb_tmp___", "___jb_old___", ".fgsync", ".fgsyncignore", "node_modules", "é", " ",
+]  # fmt: skip
+
+
+def _names(count: int, seed: int) -> list[str]:
+    import random
+
+    rng = random.Random(seed)
+    names = set()
+    while len(names) < count:
+        rel = "".join(rng.choice(_FRAGMENTS) for _ in range(rng.randrange(1, 5))).strip("/")
+        rel = "/".join(part for part in rel.split("/") if part)
+        if rel and rel not in (".", "..") and not any(part in (".", "..") for part in rel.split("/")):
+            names.add(rel)
+    return sorted(names)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_builtin_fast_path_decides_as_pathspec(seed: int, tmp_path: Path) -> None:
+    """The plain-Python matcher of the built-in list against pathspec's own answer, on many made-up paths."""
+    from fgsync.ignore import basename_matcher
+
+    spec = IgnoreRules._builtin_spec()
+    fast = basename_matcher(IgnoreRules.BUILTIN)
+    assert fast is not None
+    checked = 0
+    for rel in [*_names(3000, seed), "#", "##", "#a#", "a#", ".#", "~", "4913", "a/4913", "b/.fgsyncignore"]:
+        parts = rel.split("/")
+        if any(spec.check_file("/".join(parts[:depth]) + "/").include for depth in range(1, len(parts))):
+            continue  # below an ignored folder: decide is never asked (the walk prunes, is_ignored stops first)
+        for is_dir in (False, True):
+            expected = bool(spec.check_file(rel + "/" if is_dir else rel).include)
+            assert fast(rel, is_dir) is expected, (rel, is_dir)
+            checked += 1
+    assert checked > 2000
+
+
+def test_patterns_the_fast_path_does_not_know_keep_pathspec() -> None:
+    from fgsync.ignore import basename_matcher
+
+    unknown = ("!keep.pyc", "a/b", "**/x", "?.pyc", "[ab].txt", "a*b*c", "/dir/", "\\!x", "*.pyc/", "#c", "x ", "")
+    for pattern in unknown:
+        assert basename_matcher(("*.pyc", pattern)) is None, pattern
+    assert basename_matcher(("node_modules/", "*.log", "tmp*", "/build", "a*z")) is not None

@@ -62,3 +62,12 @@ def test_push_with_env_credentials_never_imports_keyring(project: Path) -> None:
     assert "keyring" not in seen["heavy"] and "watchdog" not in seen["heavy"]
     seen = imported(project, "status", env={"CLOUD_SDK_AK": "AKTESTEXAMPLE0000000", "CLOUD_SDK_SK": "x" * 24})
     assert "keyring" not in seen["heavy"]
+
+
+def test_version_and_package_never_load_ssl(project: Path) -> None:
+    """The TLS stack (ssl, _ssl, socket: ~15 ms) is for commands that talk to a service."""
+    probe = PROBE.replace(repr(HEAVY), "('ssl', '_ssl')")
+    for args in (["--version"], ["package"]):
+        proc = subprocess.run([sys.executable, "-c", probe, *args], cwd=project, capture_output=True, text=True)
+        seen = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert seen["code"] == 0 and seen["heavy"] == [], args

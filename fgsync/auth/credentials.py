@@ -34,6 +34,7 @@ from fgsync.auth.iam import (
 )
 from fgsync.auth.signer import SdkHmacSigner, mask_ak
 from fgsync.errors import CredentialsError, FgsyncError, KeyringError
+from fgsync.upload import UploadBody
 
 if TYPE_CHECKING:  # keyring costs ~80 ms to import: credentials from the environment never load it
     from fgsync.auth.keyring_store import KeyringStore
@@ -329,9 +330,10 @@ class _TokenAuth(httpx.Auth):
 
 
 def replayable(request: httpx.Request) -> bool:
-    """Whether httpx can send this request's body a second time (bytes, or an iterable that is no generator)."""
+    """Whether httpx can send this request's body a second time (bytes, an upload body, or an iterable that is no
+    generator)."""
     stream = request.stream
-    if isinstance(stream, httpx.ByteStream):
+    if isinstance(stream, (httpx.ByteStream, UploadBody)):
         return True
     # httpx refuses to iterate a consumed generator (StreamConsumed) and says which streams wrap one; any
     # iterable that is not a generator starts over. Unknown shapes count as not replayable.

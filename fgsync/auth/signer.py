@@ -21,6 +21,7 @@ from urllib.parse import quote, unquote
 import httpx
 
 from fgsync.errors import FgsyncError
+from fgsync.upload import UploadBody
 
 __all__ = [
     "ALGORITHM",
@@ -101,13 +102,25 @@ def canonical_query(url: httpx.URL) -> str:
     return "&".join(f"{_encode(key)}={_encode(value)}" for key, value in pairs)
 
 
-def _payload_hash(request: httpx.Request, body: bytes) -> str:
-    if not body:
+def _payload_hash(request: httpx.Request, size: int) -> str:
+    """The hex SHA-256 of the body (of a streamed one, chunk by chunk: it is never joined)."""
+    if not size:
         return EMPTY_SHA256
     declared: str | None = request.headers.get("X-Sdk-Content-Sha256")
     if declared:
         return declared
-    return hashlib.sha256(body).hexdigest()
+    stream = request.stream
+    if isinstance(stream, UploadBody):
+        hasher = hashlib.sha256()
+        for chunk in stream.chunks():
+            hasher.update(chunk)
+        return hasher.hexdigest()
+    return hashlib.sha256(request.content).hexdigest()
+
+
+def _body_size(request: httpx.Request) -> int:
+    stream = request.stream
+    return stream.length if isinstance(stream, UploadBody) else len(request.content)
 
 
 class SdkHmacSigner(httpx.Auth):
@@ -116,6 +129,10 @@ class SdkHmacSigner(httpx.Auth):
     Adds ``X-Sdk-Date``, ``X-Project-Id`` and ``Authorization``; rewrites the query string into its
     canonical order so the server sees exactly what was signed. Bodies over 12 MB are refused before
     sending (:class:`SignedRequestTooLargeError`), because the gateway would refuse them after the upload.
+
+    The signer needs the body (``requires_request_body``), but an
+    :class:`~fgsync.upload.UploadBody` is hashed chunk by chunk instead of being read into memory whole
+    (:meth:`sync_auth_flow`), and then sent as the stream it is; any other body is read first, as httpx does.
 
     Args:
         ak: access key id.
@@ -148,10 +165,10 @@ class SdkHmacSigner(httpx.Auth):
         Raises:
             SignedRequestTooLargeError: the body is over :data:`MAX_SIGNED_BODY_BYTES`.
         """
-        body = request.content
-        if len(body) > MAX_SIGNED_BODY_BYTES:
+        size = _body_size(request)
+        if size > MAX_SIGNED_BODY_BYTES:
             raise SignedRequestTooLargeError(
-                f"the request body is {len(body):,} bytes, over the {MAX_SIGNED_BODY_BYTES:,}-byte limit "
+                f"the request body is {size:,} bytes, over the {MAX_SIGNED_BODY_BYTES:,}-byte limit "
                 "that Huawei Cloud puts on AK/SK-signed requests: use token authentication instead "
                 '(set auth.method = "token" in fgsync.toml and run `fgsync login`, or set FGSYNC_TOKEN)'
             )
@@ -188,7 +205,7 @@ class SdkHmacSigner(httpx.Auth):
                 query,
                 "".join(f"{name}:{values[name]}\n" for name in signed),
                 signed_list,
-                _payload_hash(request, body),
+                _payload_hash(request, size),
             ]
         )
         string_to_sign = "\n".join(
@@ -201,6 +218,12 @@ class SdkHmacSigner(httpx.Auth):
         signature = hmac.new(self._sk, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
         headers["Authorization"] = f"{ALGORITHM} Access={self._ak}, SignedHeaders={signed_list}, Signature={signature}"
         logger.debug("signed %s %s with AK %s", request.method, request.url.path, mask_ak(self._ak))
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """httpx hook (sync clients): as httpx's own, but an upload body is not read into memory first."""
+        if not isinstance(request.stream, UploadBody):
+            request.read()
+        yield from self.auth_flow(request)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         """httpx hook: sign, send."""

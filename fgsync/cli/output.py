@@ -196,6 +196,7 @@ class Reporter:
         self._out = out
         self._err = err
         self._lock = threading.Lock()
+        self._local = threading.local()  # .route: where this thread's events go instead (see routed)
         #: Called (once) when stdout is gone: `fgsync watch | head -1`, a closed terminal. `watch` stops then.
         self.on_closed: Optional[Callable[[], None]] = None
         #: A line shown once, under the first `watching` line (human mode): the keys `watch` takes.
@@ -211,7 +212,30 @@ class Reporter:
         return self._err or sys.stderr
 
     def emit(self, event: Event) -> None:
-        """Write one event."""
+        """Write one event (or, in a thread inside :meth:`routed`, hand it to that thread's route)."""
+        route: Optional[Callable[[Event], None]] = getattr(self._local, "route", None)
+        if route is not None:
+            route(event)
+            return
+        self.write_event(event)
+
+    @contextlib.contextmanager
+    def routed(self, route: Callable[[Event], None]) -> Iterator[None]:
+        """While the block runs, the events this thread emits go to ``route`` instead of the output.
+
+        For work done in parallel whose output must keep an order: the route holds the events and writes them
+        (:meth:`write_event`) when their turn comes. Progress bars are off in a routed thread (several at once,
+        out of order, would garble the terminal).
+        """
+        previous = getattr(self._local, "route", None)
+        self._local.route = route
+        try:
+            yield
+        finally:
+            self._local.route = previous
+
+    def write_event(self, event: Event) -> None:
+        """Write one event now, whatever thread and route."""
         with self._lock:
             if self.json_mode:
                 self._write(self.out, json.dumps(event.to_json(), ensure_ascii=False, sort_keys=False) + "\n")
@@ -255,8 +279,10 @@ class Reporter:
 
     @contextlib.contextmanager
     def progress(self, function: str) -> Iterator[ProgressHook]:
-        """A progress bar for an upload, shown only on a terminal, in human mode, after one second."""
-        if self.json_mode or self.quiet or not _isatty(self.out):
+        """A progress bar for an upload, shown only on a terminal, in human mode, after one second (and not in a
+        :meth:`routed` thread)."""
+        routed = getattr(self._local, "route", None) is not None
+        if self.json_mode or self.quiet or routed or not _isatty(self.out):
             yield lambda sent, total_: None
             return
         from rich.progress import (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
@@ -28,6 +29,7 @@ from fgsync.sync.dependency import dependency_status
 from fgsync.sync.upload import UploadRoute
 
 if TYPE_CHECKING:
+    from fgsync.cli.output import Reporter
     from fgsync.remote import FunctionGraphClient
 
 
@@ -197,6 +199,10 @@ def status_command(names: tuple[str, ...]) -> int:
     return _each_function(app, config, functions, lambda fn, client: _status_one(app, config, fn, client), unknown)
 
 
+#: push and status work on at most this many functions at once, so at most this many requests are in flight (SPEC).
+PARALLEL_FUNCTIONS = 8
+
+
 def _each_function(
     app: AppContext,
     config: Config,
@@ -204,25 +210,121 @@ def _each_function(
     action: Callable[[FunctionConfig, FunctionGraphClient], None],
     on_error: Optional[Callable[[FunctionConfig], None]] = None,
 ) -> int:
-    """Run ``action`` for each function with one client; a failure is reported and the next function goes on.
+    """Run ``action`` for each function, up to 8 at once, with one client (one connection pool between them).
 
-    Returns the worst exit code. A credentials problem stops the loop: every function would fail the same way.
+    A failure is reported and the other functions go on; the worst exit code is returned. Output is in the
+    configuration's order: the first function not yet done writes its events as they come, the others' are held
+    and written as soon as every function before them is done (so a slow first function holds back the output,
+    not the work, of the ones after it). A credentials problem stops the work, since every function would fail
+    the same way: no function starts after it, those under way finish and are reported, and a CredentialsError
+    is raised again (exit 3) once they are. One function runs in this thread, with its progress bar; several
+    show none (their bars would be out of order).
     """
-    worst = EXIT_OK
     with app.make_client(config) as client:
-        for fn in functions:
+        if len(functions) == 1:
+            return _run_one(app, functions[0], client, action, on_error)
+        app.store  # noqa: B018 - made here, once: the threads share it (it keeps what it wrote in memory)
+        order = _InOrder(app.reporter, len(functions))
+        stop = threading.Event()
+
+        def work(index: int, fn: FunctionConfig) -> int:
             try:
-                action(fn, client)
-            except CredentialsError:
-                raise
-            except FgsyncError as error:
-                _report(app, fn, error)
-                if on_error is not None:
-                    on_error(fn)
-                worst = max(worst, error.exit_code)
-                if error.exit_code == EXIT_CREDENTIALS:
-                    break
-    return worst
+                if stop.is_set():
+                    return EXIT_OK
+                with app.reporter.routed(order.route(index)):
+                    try:
+                        code = _run_one(app, fn, client, action, on_error)
+                    except CredentialsError:
+                        stop.set()
+                        raise
+                if code == EXIT_CREDENTIALS:
+                    stop.set()
+                return code
+            finally:
+                order.finish(index)
+
+        worst = EXIT_OK
+        refused: Optional[CredentialsError] = None
+        pool = ThreadPoolExecutor(max_workers=PARALLEL_FUNCTIONS, thread_name_prefix="fgsync-function")
+        try:
+            futures = [pool.submit(work, index, fn) for index, fn in enumerate(functions)]
+            for future in futures:
+                try:
+                    worst = max(worst, future.result())
+                except CredentialsError as error:
+                    refused = refused or error
+        except BaseException:
+            stop.set()  # Ctrl+C: nothing new starts; the functions under way finish
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            order.close()  # after Ctrl+C: what the finished functions said is still written, in order
+        if refused is not None:
+            raise refused
+        return worst
+
+
+def _run_one(
+    app: AppContext,
+    fn: FunctionConfig,
+    client: FunctionGraphClient,
+    action: Callable[[FunctionConfig, FunctionGraphClient], None],
+    on_error: Optional[Callable[[FunctionConfig], None]],
+) -> int:
+    """``action`` for one function: its exit code, its failure reported (a CredentialsError is raised)."""
+    try:
+        action(fn, client)
+    except CredentialsError:
+        raise
+    except FgsyncError as error:
+        _report(app, fn, error)
+        if on_error is not None:
+            on_error(fn)
+        return error.exit_code
+    return EXIT_OK
+
+
+class _InOrder:
+    """Routes the events of functions worked on at once so that they come out in the configuration's order.
+
+    The first function not yet finished (the head) writes through; the others' events are held, and written when
+    the head moves on to them.
+    """
+
+    def __init__(self, reporter: Reporter, count: int) -> None:
+        self._reporter = reporter
+        self._lock = threading.Lock()
+        self._held: list[list[Event]] = [[] for _ in range(count)]
+        self._finished = [False] * count
+        self._head = 0
+
+    def route(self, index: int) -> Callable[[Event], None]:
+        """Where function ``index``'s events go."""
+
+        def emit(event: Event) -> None:
+            with self._lock:
+                if index == self._head:
+                    self._reporter.write_event(event)
+                else:
+                    self._held[index].append(event)
+
+        return emit
+
+    def finish(self, index: int) -> None:
+        """Function ``index`` is done (or will not run): move the head past every finished function."""
+        with self._lock:
+            self._finished[index] = True
+            while self._head < len(self._finished) and self._finished[self._head]:
+                self._head += 1
+                if self._head < len(self._held):
+                    held, self._held[self._head] = self._held[self._head], []
+                    for event in held:
+                        self._reporter.write_event(event)
+
+    def close(self) -> None:
+        """Write whatever is still held, in order (functions that never ran hold nothing)."""
+        for index in range(len(self._finished)):
+            self.finish(index)
 
 
 def _status_one(app: AppContext, config: Config, fn: FunctionConfig, client: FunctionGraphClient) -> None:

@@ -24,6 +24,7 @@ from fgsync.emulator.api_functions import default_code
 from fgsync.emulator.auth import MAX_SIGNED_BODY, TokenBook, check_request, signature_declared
 from fgsync.emulator.dependency_store import DependencyStore, DependencyVersion
 from fgsync.emulator.faults import ROUTES, DroppedConnection, FaultBook, make_fault
+from fgsync.emulator.httpserver import RequestGauge
 from fgsync.emulator.invoke import Invoker
 from fgsync.emulator.link import Link
 from fgsync.emulator.obs_auth import ObsKeyBook
@@ -104,6 +105,8 @@ class Emulator:
         self.store = FunctionStore(self.data_dir, clock=clock)
         self.dependencies = DependencyStore(self.data_dir, clock=clock)
         self.faults = FaultBook()
+        #: API requests in flight on the served sockets, and the most at once (``serve`` counts them).
+        self.requests = RequestGauge()
         self.obs = ObjectStore(self.data_dir, clock=clock)
         for bucket in buckets:
             self.obs.create_bucket(bucket)
@@ -200,8 +203,12 @@ class Emulator:
         times: int = 1,
         drop_after: bool = False,
         retry_after: Optional[float] = None,
+        function: Optional[str] = None,
     ) -> None:
         """Make the next ``times`` calls of ``route`` fail (negative ``times``: until :meth:`clear_faults`).
+
+        With ``function`` (a function's name), only that function's calls of the route meet the fault: the calls
+        about other functions go by (e.g. a delay on the first of several functions).
 
         A fault waits ``delay`` seconds, then drops the connection (``drop``), answers the error
         (``status``/``code``/``message``; code defaults to ``FSS.0<status>``), or lets the call through.
@@ -219,6 +226,7 @@ class Emulator:
             times=times,
             drop_after=drop_after,
             retry_after=retry_after,
+            function=function,
         )
         self.faults.add(route, fault)
 
@@ -346,6 +354,7 @@ class Emulator:
             "dependencies": dependencies,
             "faults": self.faults.pending(),
             "link": self.link.describe(),
+            "requests": self.requests.describe(),
             "obs": {"buckets": self.obs.summary(), "temporary_keys": self.obs_keys.count()},
         }
 
@@ -412,7 +421,7 @@ class Emulator:
             if signed and exc.status == 413:
                 exc.message += "; AK/SK-signed requests are limited to 12 MB, use token authentication"
             body_error = exc
-        fault = self.faults.take(route)
+        fault = self.faults.take(route, self._function_name(params.get("urn")))
         if fault is not None:
             if fault.delay:
                 time.sleep(fault.delay)
@@ -457,6 +466,15 @@ class Emulator:
         return api_functions.invoke(self, record, environ, body, request_id)
 
     # ----------------------------------------------------------------- lookup and state
+
+    def _function_name(self, reference: Optional[str]) -> Optional[str]:
+        """The function a request is about (from the URN in its path), for faults aimed at one function."""
+        if not reference:
+            return None
+        try:
+            return parse_urn(reference, self.region, self.project_id)[1]
+        except EmulatorError:
+            return None
 
     def _resolve(self, reference: str) -> FunctionRecord:
         """The live record for a URN from a request path (FSS.1051 / FSS.1052 / FSS.1309 errors)."""

@@ -4,9 +4,11 @@
 method   path                             what it does
 =======  ===============================  ===================================================================
 POST     /_emulator/faults                inject a fault: JSON {route, status, code, message, delay_ms, drop,
-                                          drop_after, retry_after, times}
+                                          drop_after, retry_after, times, function}
 DELETE   /_emulator/faults                clear every fault
-GET      /_emulator/stats                 calls per route, uploads per function URN, functions, pending faults
+GET      /_emulator/stats                 calls per route, uploads per function URN, functions, pending faults,
+                                          API requests in flight and their peak
+POST     /_emulator/requests/reset        the peak of requests in flight starts again from now
 POST     /_emulator/expire-tokens         every token issued so far (and the start-up token) answers 401
 PUT      /_emulator/functions/{name}/code set a function's code from the raw body (a zip), behind clients' back
 PUT      /_emulator/link                  the emulated link: JSON {latency_ms, bandwidth_kbit (null: unlimited)}
@@ -37,7 +39,7 @@ _BUCKET_PATH = re.compile(r"^/_emulator/buckets/(?P<name>[^/]+)/?$")
 
 def _fault_args(body: Mapping[str, Any]) -> dict[str, Any]:
     """Keyword arguments for ``Emulator.inject`` from the JSON body (400 on wrong types)."""
-    known = {"route", "status", "code", "message", "delay_ms", "drop", "drop_after", "retry_after", "times"}
+    known = {"route", "status", "code", "message", "delay_ms", "drop", "drop_after", "retry_after", "times", "function"}
     unknown = sorted(set(body) - known)
     if unknown:
         raise EmulatorError(400, "FSS.0400", f"unknown fault fields: {', '.join(unknown)}")
@@ -50,6 +52,7 @@ def _fault_args(body: Mapping[str, Any]) -> dict[str, Any]:
         "drop_after": (bool,),
         "retry_after": (int, float),
         "times": (int,),
+        "function": (str,),
     }
     for key, types in checks.items():
         value = body.get(key)
@@ -64,6 +67,7 @@ def _fault_args(body: Mapping[str, Any]) -> dict[str, Any]:
         "drop_after": bool(body.get("drop_after", False)),
         "retry_after": float(body["retry_after"]) if body.get("retry_after") is not None else None,
         "times": int(body.get("times", 1)),
+        "function": body.get("function"),
     }
 
 
@@ -94,6 +98,9 @@ def handle(emu: Emulator, method: str, path: str, environ: Mapping[str, Any]) ->
         return json_answer(200, {"ok": True})
     if stripped == "/_emulator/stats" and method == "GET":
         return json_answer(200, emu.stats())
+    if stripped == "/_emulator/requests/reset" and method == "POST":
+        emu.requests.reset_peak()
+        return json_answer(200, emu.requests.describe())
     if stripped == "/_emulator/expire-tokens" and method == "POST":
         emu.expire_tokens()
         return json_answer(200, {"ok": True})

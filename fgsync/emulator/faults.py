@@ -1,5 +1,5 @@
-"""Injected faults: the next N calls of a route get an error answer, latency, or a dropped connection (before
-the call is handled, or after it was applied: the client never learns that it worked)."""
+"""Injected faults: the next N calls of a route (of one function's, or any) get an error answer, latency, or a
+dropped connection (before the call is handled, or after it was applied: the client never learns that it worked)."""
 
 from __future__ import annotations
 
@@ -52,6 +52,8 @@ class Fault:
     drop_after: bool = False
     #: Seconds for the error answer's ``Retry-After`` header.
     retry_after: Optional[float] = None
+    #: Only calls about this function (its name) meet the fault; None: any call of the route.
+    function: Optional[str] = None
 
     def error(self) -> Optional[tuple[int, str, str]]:
         """The error answer (status, code, message), or None when the fault only delays or drops."""
@@ -77,6 +79,7 @@ def make_fault(
     times: int = 1,
     drop_after: bool = False,
     retry_after: Optional[float] = None,
+    function: Optional[str] = None,
 ) -> Fault:
     """Validate the arguments of ``Emulator.inject`` and build the fault.
 
@@ -98,6 +101,8 @@ def make_fault(
         raise ValueError("retry_after goes with an error answer (status/code), and is >= 0")
     if status is None and code is None and not drop and not drop_after and delay == 0:
         raise ValueError("the fault does nothing: give status/code, delay, drop or drop_after")
+    if function is not None and not function:
+        raise ValueError("function names the function whose calls meet the fault: not empty")
     return Fault(
         status=status,
         code=code,
@@ -107,6 +112,7 @@ def make_fault(
         remaining=times,
         drop_after=drop_after,
         retry_after=retry_after,
+        function=function,
     )
 
 
@@ -128,17 +134,20 @@ class FaultBook:
             for queue in self._faults.values():
                 queue.clear()
 
-    def take(self, route: str) -> Optional[Fault]:
-        """The fault for this call of the route, counting it against its ``times``; None when there is none."""
+    def take(self, route: str, function: Optional[str] = None) -> Optional[Fault]:
+        """The fault for this call of the route (about ``function``, when it names one), counting it against its
+        ``times``; None when there is none. The first queued fault that applies to the call is used."""
         with self._lock:
             queue = self._faults.get(route)
             if not queue:
                 return None
-            fault = queue[0]
+            fault = next((f for f in queue if f.function is None or f.function == function), None)
+            if fault is None:
+                return None
             if fault.remaining > 0:
                 fault.remaining -= 1
                 if fault.remaining == 0:
-                    queue.pop(0)
+                    queue.remove(fault)
             return dataclasses.replace(fault)
 
     def pending(self) -> dict[str, int]:

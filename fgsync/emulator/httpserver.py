@@ -12,7 +12,9 @@ through requests) then pay a new connection per call. This server:
 - drops the connection without a byte when the app raises ``ConnectionError`` (the emulator's injected
   ``DroppedConnection``);
 - moves every byte through the server's :class:`~fgsync.emulator.link.Link` (latency, bandwidth);
-- tracks idle connections so ``close()`` ends them at once instead of waiting for their idle timeout.
+- tracks idle connections so ``close()`` ends them at once instead of waiting for their idle timeout;
+- counts the API requests in flight (from the request line to the last byte of the answer, the link's delays
+  included; the control API under ``/_emulator/`` not counted) and their high-water mark (:class:`RequestGauge`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,33 @@ _DRAIN_LIMIT = 4 * 1024 * 1024
 #: for up to this long the rest is read and discarded first (what nginx calls a lingering close).
 _LINGER_SECONDS = 2.0
 _NO_BODY_STATUS = (204, 304)
+
+
+class RequestGauge:
+    """How many requests are in flight now, and the most there were at once; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.current = 0
+        self.peak = 0
+
+    def enter(self) -> None:
+        with self._lock:
+            self.current += 1
+            self.peak = max(self.peak, self.current)
+
+    def leave(self) -> None:
+        with self._lock:
+            self.current -= 1
+
+    def reset_peak(self) -> None:
+        """Start the high-water mark again from the requests in flight now."""
+        with self._lock:
+            self.peak = self.current
+
+    def describe(self) -> dict[str, int]:
+        with self._lock:
+            return {"in_flight": self.current, "peak": self.peak}
 
 
 class ConnectionBook:
@@ -155,10 +184,19 @@ class WsgiHandler(BaseHTTPRequestHandler):
             self.requestline, self.request_version, self.command = "", "", ""
             self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
             return
-        self.server.link.hold()  # the request travels to the emulator
-        if not self.parse_request():
-            return
-        self._run_app()
+        parts = self.raw_requestline.split()
+        counted = not (len(parts) > 1 and parts[1].startswith(b"/_emulator/"))
+        gauge = self.server.gauge
+        if counted:
+            gauge.enter()
+        try:
+            self.server.link.hold()  # the request travels to the emulator
+            if not self.parse_request():
+                return
+            self._run_app()
+        finally:
+            if counted:
+                gauge.leave()
         if self.server.connections.closing:
             self.close_connection = True
 
@@ -339,7 +377,7 @@ class WsgiHandler(BaseHTTPRequestHandler):
 
 
 class ThreadingWsgiServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    """A thread per connection; ``app`` is the WSGI callable and ``link`` the emulated link."""
+    """A thread per connection; ``app`` is the WSGI callable, ``link`` the emulated link, ``gauge`` counts requests."""
 
     daemon_threads = True
     # Requests held by an injected delay must not keep close() waiting.
@@ -347,9 +385,12 @@ class ThreadingWsgiServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], app: WsgiApp, link: Link) -> None:
+    def __init__(
+        self, address: tuple[str, int], app: WsgiApp, link: Link, gauge: Optional[RequestGauge] = None
+    ) -> None:
         self.app = app
         self.link = link
+        self.gauge = gauge if gauge is not None else RequestGauge()
         self.connections = ConnectionBook()
         super().__init__(address, WsgiHandler)
 

@@ -25,7 +25,7 @@ class EmulatorServer:
         server_class = ThreadingWsgiServer6 if ":" in host else ThreadingWsgiServer
         self.emulator = emulator
         self.link = link if link is not None else emulator.link
-        self._httpd = server_class((host, port), emulator.wsgi_app, self.link)
+        self._httpd = server_class((host, port), emulator.wsgi_app, self.link, emulator.requests)
         self.host = host
         self.port = int(self._httpd.server_address[1])
         shown = f"[{host}]" if ":" in host else host

@@ -16,8 +16,10 @@ is pinned here and the bytes cannot move with ``zipfile`` defaults between Pytho
 from __future__ import annotations
 
 import hashlib
+import io
 import stat
 import struct
+import sys
 import threading
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -25,7 +27,14 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from fgsync.errors import PackageError
-from fgsync.package.walk import OpenFile, SourceFile, open_source_file, read_error
+from fgsync.package.walk import (
+    WHOLE_READ_BYTES,
+    OpenFile,
+    SourceFile,
+    open_source_file,
+    read_error,
+    read_source_file,
+)
 
 DEFLATE_LEVEL = 6
 STORED = 0
@@ -40,6 +49,7 @@ PROBE_MIN = 64 * 1024  # smaller files are simply deflated
 PROBE_WINDOW = 4096
 REFRESH_IN_MEMORY = 16 * 1024 * 1024  # a re-checked file up to this size is read once, into memory
 _PARALLEL_HASH_BYTES = 4 * 1024 * 1024
+_HASH_BLOCK = 1024 * 1024  # a cold build hashes what it wrote in blocks of about this much
 
 _LOCAL = struct.Struct("<4s5H3I2H")
 _CENTRAL_HEAD = struct.Struct("<4s6H3I5HI")  # the central record up to, not including, the local offset
@@ -128,10 +138,56 @@ def _compress(
     return CompressedEntry(crc, size, STORED, b"".join(raw), hasher.digest())
 
 
+if sys.version_info >= (3, 11):
+
+    def _deflate(data: bytes) -> bytes:
+        # One call, one release of the GIL: the same stream as compressobj().compress() + flush(), whatever the
+        # input's split (zlib's output does not depend on it without flushes; tests/test_package.py checks it).
+        return zlib.compress(data, DEFLATE_LEVEL, wbits=-15)
+
+else:  # pragma: no cover - zlib.compress takes wbits from Python 3.11 on
+
+    def _deflate(data: bytes) -> bytes:
+        deflater = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -15)
+        return deflater.compress(data) + deflater.flush()
+
+
+def _compress_data(
+    rel: str, data: bytes, keep_limit: int, what: str = "package", fix: str = "", digest: Optional[bytes] = None
+) -> CompressedEntry:
+    """:func:`_compress` for a file read whole: the same entry, with one deflate call instead of one per chunk."""
+    size = len(data)
+    crc = zlib.crc32(data)
+    if digest is None:
+        digest = hashlib.sha256(data).digest()
+    if size and not looks_incompressible(data[:CHUNK]):  # the first chunk, as the streaming pass sees it
+        deflated = _deflate(data)
+        if len(deflated) < size:
+            return CompressedEntry(crc, size, DEFLATED, deflated, digest)
+    if size > keep_limit:
+        raise _over(
+            f"{rel} is {size:,} bytes and does not compress: the {what}",
+            f"would be over the limit of {keep_limit:,} bytes",
+            fix,
+        )
+    return CompressedEntry(crc, size, STORED, data, digest)
+
+
+def _read_whole(src: SourceFile, open_file: OpenFile) -> Optional[bytes]:
+    """The file's content read in one go, when it is small enough and read the default way; else None."""
+    if open_file is not open_source_file or src.size > WHOLE_READ_BYTES:
+        return None
+    try:
+        return read_source_file(src.path)
+    except OSError as exc:
+        raise read_error(src.rel, exc) from None
+
+
 def compress_file(
     src: SourceFile, *, open_file: OpenFile = open_source_file, keep_limit: int, what: str = "package", fix: str = ""
 ) -> CompressedEntry:
-    """Read, checksum, hash and deflate one file in a single streaming pass.
+    """Read, checksum, hash and deflate one file in a single streaming pass (up to 16 MiB: read whole, deflated
+    in one call).
 
     Args:
         src: the file.
@@ -143,6 +199,9 @@ def compress_file(
     Raises:
         PackageError: the file cannot be read, or it alone is larger than ``keep_limit`` and incompressible.
     """
+    data = _read_whole(src, open_file)
+    if data is not None:
+        return _compress_data(src.rel, data, keep_limit, what, fix)
     return _compress(src.rel, _chunks(src, open_file), keep_limit, what, fix)
 
 
@@ -169,6 +228,12 @@ def refresh_file(
         if hasher.digest() == cached.digest:
             return None
         return compress_file(src, open_file=open_file, keep_limit=keep_limit, what=what, fix=fix)
+    data = _read_whole(src, open_file)
+    if data is not None:
+        digest = hashlib.sha256(data).digest()
+        if digest == cached.digest:
+            return None
+        return _compress_data(src.rel, data, keep_limit, what, fix, digest)
     chunks = list(_chunks(src, open_file))
     hasher = hashlib.sha256()
     for chunk in chunks:
@@ -238,6 +303,56 @@ class HashTrail:
     states: list[Any]
 
 
+def _assemble_once(
+    files: Sequence[SourceFile],
+    entries: Iterable[CompressedEntry],
+    max_bytes: int,
+    abort_bytes: int,
+    what: str,
+    fix: str,
+) -> tuple[bytes, str]:
+    """A cold build's layout: each entry is written into one growing buffer and hashed as it comes, then let go.
+
+    So the archive is held once, not beside the entries it is made of (a cold build peaks at about the zip's
+    size, plus the entries still in flight). ``BytesIO.getvalue()`` hands over its buffer without a copy.
+    """
+    out = io.BytesIO()
+    write = out.write
+    hasher = hashlib.sha512()
+    hashed = 0
+
+    def hash_written() -> None:
+        # In blocks of the buffer, not per entry: each update of more than 2 KiB lets go of the GIL and must
+        # win it back from the compressing threads, which costs more than the hashing of a small entry.
+        with out.getbuffer() as view, view[hashed:] as block:
+            hasher.update(block)
+
+    central: list[bytes] = []
+    offset = 0
+    for src, entry in zip(files, entries):
+        name = src.rel.encode("utf-8")
+        head = local_header(name, entry)
+        central.append(central_prefix(name, entry, src.mode) + _OFFSET.pack(offset) + name)
+        data = entry.data
+        write(head)
+        write(data)
+        offset += len(head) + len(data)
+        if offset > abort_bytes:
+            raise _over(what, f"would be at least {offset:,} bytes, over the limit of {max_bytes:,} bytes", fix)
+        if offset - hashed >= _HASH_BLOCK:
+            hash_written()
+            hashed = offset
+    directory = b"".join(central)
+    tail = end_record(len(central), len(directory), offset)
+    total = offset + len(directory) + len(tail)
+    if total > max_bytes:
+        raise _over(what, f"is {total:,} bytes, over the limit of {max_bytes:,} bytes", fix)
+    write(directory)
+    write(tail)
+    hash_written()
+    return out.getvalue(), hasher.hexdigest()
+
+
 def assemble(
     files: Sequence[SourceFile],
     entries: Iterable[CompressedEntry],
@@ -263,7 +378,8 @@ def assemble(
         fix: what to do about an archive over the limit, appended to the message.
 
     Returns:
-        The zip bytes, their SHA-512 (lowercase hex) and, with ``keep_trail``, the new trail.
+        The zip bytes, their SHA-512 (lowercase hex) and, with ``keep_trail``, the new trail. Without a trail
+        either way (a cold build), each entry goes into the archive as it comes and is not kept.
 
     Raises:
         PackageError: the archive is over ``max_bytes``, or has more entries than a plain zip holds.
@@ -271,6 +387,8 @@ def assemble(
     if len(files) > MAX_ENTRIES:
         named = "" if what == "package" else f"{what}: "
         raise PackageError(f"{named}{len(files):,} files is more than a zip without zip64 holds ({MAX_ENTRIES:,})")
+    if trail is None and not keep_trail:
+        return (*_assemble_once(files, entries, max_bytes, abort_bytes, what, fix), None)
     old_keys = trail.keys if trail is not None else []
     by_name: Optional[dict[str, TrailKey]] = None
     same = 0  # entries 0..same-1 are byte-identical to the trail's archive, at the same offsets

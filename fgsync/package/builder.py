@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -69,6 +69,8 @@ RACY_MARGIN_NS = 2_000_000_000
 # Files are handed to the compressing threads in batches of about this many bytes: tiny files one by one
 # would cost more in thread hand-offs than in deflate.
 _BATCH_BYTES = 512 * 1024
+# The files the compressing threads may be working on ahead of the archive, beyond one batch per thread.
+_IN_FLIGHT_BYTES = 8 * 1024 * 1024
 # Below this much work a thread pool costs more than it saves.
 _PARALLEL_MIN_BYTES = 2 * 1024 * 1024
 _ATTEMPTS = 3
@@ -356,15 +358,18 @@ class PackageBuilder:
         # Jobs are in archive order (all of the code's, then the dependency's): each assemble below takes
         # exactly its own outcomes from the one stream.
         outcomes = self._run_jobs(jobs)
+        # What each job did, and (only when caching) the entry it made: a cold build keeps no entry once it is in
+        # the archive, so the zip is held once.
+        kinds: list[Optional[str]] = [None] * len(jobs)
         done: list[Optional[_Outcome]] = [None] * len(jobs)
         try:
-            packages = [self._archive(side, files, slots, outcomes, done) for side, files, slots in plans]
+            packages = [self._archive(side, files, slots, outcomes, kinds, done) for side, files, slots in plans]
         finally:
             outcomes.close()  # stops the workers early when assemble gave up
         per_side: list[BuildStats] = []
         for (side, _files, _slots), count in zip(plans, reused):
-            kinds = [o[1] for o, job in zip(done, jobs) if o is not None and job[2] is side]
-            per_side.append(BuildStats(count, kinds.count("rechecked"), kinds.count("compressed")))
+            made = [kind for kind, job in zip(kinds, jobs) if kind is not None and job[2] is side]
+            per_side.append(BuildStats(count, made.count("rechecked"), made.count("compressed")))
         self.code_stats = per_side[0]
         self.dependency_stats = per_side[1] if len(per_side) > 1 else BuildStats()
         self.stats = BuildStats(
@@ -384,6 +389,7 @@ class PackageBuilder:
         files: list[SourceFile],
         slots: list[_Slot],
         outcomes: Iterator[_Outcome],
+        kinds: list[Optional[str]],
         done: list[Optional[_Outcome]],
     ) -> Package:
         last, trail = side.last, side.trail
@@ -392,12 +398,17 @@ class PackageBuilder:
             # also keeps its lazily computed sha256.
             return last
 
+        keep = self.cache_bytes > 0
+
         def entries() -> Iterator[CompressedEntry]:
             for slot in slots:
                 if isinstance(slot, CompressedEntry):
                     yield slot
                 else:
-                    done[slot] = outcome = next(outcomes)
+                    outcome = next(outcomes)
+                    kinds[slot] = outcome[1]
+                    if keep:
+                        done[slot] = outcome
                     yield outcome[0]
 
         data, sha512, new_trail = assemble(
@@ -422,21 +433,40 @@ class PackageBuilder:
             for job in jobs:
                 yield self._run_job(job)
             return
-        batches: list[list[_Job]] = [[]]
-        weight = 0
+        batches: list[tuple[list[_Job], int]] = []
+        batch: list[_Job] = []
+        weight = raw = 0
         for job in jobs:
-            batches[-1].append(job)
+            batch.append(job)
+            raw += job[0].size
             weight += job[0].size + 4096  # per-file cost beyond its bytes: open, stat, headers
             if weight >= _BATCH_BYTES:
-                batches.append([])
-                weight = 0
+                batches.append((batch, raw))
+                batch, weight, raw = [], 0, 0
+        if batch:
+            batches.append((batch, raw))
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="fgsync-deflate")
+        pending = deque(batches)
+        # Only a few batches in flight, not all of them: the workers may not run ahead of the archive by more than
+        # that, or their entries (a stored binary is as big as the file) would pile up in memory beside it. One
+        # batch per worker always; more while what is in flight is under _IN_FLIGHT_BYTES of files.
+        futures: deque[tuple[Future[list[_Outcome]], int]] = deque()
+        in_flight = 0
         try:
-            futures: list[Future[list[_Outcome]]] = [
-                pool.submit(self._run_batch, batch) for batch in batches if batch
-            ]
-            for future in futures:
-                yield from future.result()
+            while pending or futures:
+                while pending and (
+                    len(futures) < self.workers
+                    or (len(futures) < self.workers + 2 and in_flight + pending[0][1] <= _IN_FLIGHT_BYTES)
+                ):
+                    batch, raw = pending.popleft()
+                    futures.append((pool.submit(self._run_batch, batch), raw))
+                    in_flight += raw
+                future, raw = futures.popleft()
+                outcomes = future.result()
+                in_flight -= raw
+                del future
+                yield from outcomes
+                del outcomes
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
 

@@ -2,10 +2,11 @@
 errors, its retry policy and the overall deadline of every request; the OBS client for packages too large to
 send inline.
 
-Modules: ``http`` (what every client shares: retries, the deadline, the progress body), ``client`` (the
-FunctionGraph calls), ``dependencies`` (the dependency calls, a mixin of the client), ``models`` (their wire
-models), ``errors`` (answers and transport failures -> the messages users read), ``deadline`` (connect-to-last-byte
-budgets, enforced at the sockets), ``obs`` (the OBS object calls, OBS's XML errors, object URLs and package keys).
+Modules: ``http`` (what every client shares: retries, the deadline, streamed bodies from ``fgsync.upload``),
+``client`` (the FunctionGraph calls), ``dependencies`` (the dependency calls, a mixin of the client), ``models``
+(their wire models), ``errors`` (answers and transport failures -> the messages users read), ``deadline``
+(connect-to-last-byte budgets, enforced at the sockets), ``obs`` (the OBS object calls, OBS's XML errors, object
+URLs and package keys).
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ jitter; other 4xx are not.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import random
@@ -27,6 +26,7 @@ from fgsync.remote.dependencies import DependencyCalls
 from fgsync.remote.errors import host_port, json_object
 from fgsync.remote.http import HttpService, ProgressHook, RetryPolicy, Verify
 from fgsync.remote.models import DependencyVersion, parse_attached
+from fgsync.upload import UploadBody
 
 log = logging.getLogger(__name__)
 
@@ -183,18 +183,17 @@ class FunctionGraphClient(DependencyCalls, HttpService):
         """
         if not data:
             raise ValueError("refusing to send an empty package: it would reset the function to template code")
-        body: dict[str, Any] = {
+        fields: dict[str, Any] = {
             "code_type": code_type,
             "code_filename": code_filename,
-            "func_code": {"file": base64.b64encode(data).decode("ascii"), "link": ""},
+            "func_code": {"file": "", "link": ""},
             # Re-sent on every update: leaving it out may detach the function's dependencies.
             "depend_version_list": list(depend_version_list),
         }
         if kms_key_id:
-            body["code_encrypt_kms_key_id"] = kms_key_id
-        payload = json.dumps(body, separators=(",", ":")).encode("ascii")
+            fields["code_encrypt_kms_key_id"] = kms_key_id
         url = self._function_url(urn, "code")
-        response = self._call("UpdateFunctionCode", "PUT", url, body=payload, progress=progress)
+        response = self._call("UpdateFunctionCode", "PUT", url, body=code_body(fields, data), progress=progress)
         return _remote_code(json_object(response, "UpdateFunctionCode"))
 
     def update_code_from_obs(
@@ -257,6 +256,21 @@ class FunctionGraphClient(DependencyCalls, HttpService):
         """:meth:`HttpService._call` with FunctionGraph's JSON content type."""
         json_headers = {"Content-Type": "application/json", **(headers or {})}
         return super()._call(call, method, url, headers=json_headers, **options)
+
+
+_FILE_VALUE = b'"func_code":{"file":"'
+
+
+def code_body(fields: Mapping[str, Any], data: bytes) -> UploadBody:
+    """UpdateFunctionCode's body: ``fields`` as compact JSON, with the base64 of ``data`` as ``func_code.file``.
+
+    The bytes are exactly ``json.dumps`` of the fields with the base64 filled in, but the base64 is made in
+    pieces as the body is sent (:class:`~fgsync.upload.UploadBody`). The frame is cut at the first
+    ``"func_code":{"file":"``: JSON escapes every quote inside a string, so that text can only be the key itself.
+    """
+    frame = json.dumps(fields, separators=(",", ":")).encode("ascii")
+    cut = frame.index(_FILE_VALUE) + len(_FILE_VALUE)
+    return UploadBody.json_around(frame[:cut], data, frame[cut:])
 
 
 def _with_digest(response: httpx.Response, call: str) -> dict[str, Any]:

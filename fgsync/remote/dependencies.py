@@ -15,11 +15,10 @@ dependency or version) a :class:`~fgsync.errors.DependencyNotFoundError`; FSS.10
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Union
 from urllib.parse import quote
 
 import httpx
@@ -35,6 +34,7 @@ from fgsync.remote.models import (
     parse_dependency_summary,
     parse_dependency_version,
 )
+from fgsync.upload import UploadBody
 
 if TYPE_CHECKING:
     from fgsync.remote.client import ProgressHook, RetryPolicy
@@ -63,7 +63,7 @@ class DependencyCalls:
             method: str,
             url: str,
             *,
-            body: Optional[bytes] = None,
+            body: Union[bytes, UploadBody, None] = None,
             headers: Optional[Mapping[str, str]] = None,
             progress: Optional[ProgressHook] = None,
             retries: Optional[int] = None,
@@ -110,10 +110,10 @@ class DependencyCalls:
                 raise ValueError("refusing to publish an empty dependency package")
             if depend_link:
                 raise ValueError("a zip dependency is sent in the request: depend_link is for depend_type obs")
-            # One copy of the base64 and one of the body: the base64 is spliced in, never passed through
-            # str and json.dumps (each a further copy of up to 53 MB).
+            # The base64 goes in first and is made in pieces as the body is sent: no copy of the package, the
+            # base64 or the body is ever whole (fgsync/upload.py).
             rest = json.dumps(fields, separators=(",", ":")).encode("ascii")
-            payload = b"".join((b'{"depend_file":"', base64.b64encode(data), b'",', rest[1:]))
+            payload: Union[bytes, UploadBody] = UploadBody.json_around(b'{"depend_file":"', data, b'",' + rest[1:])
         else:
             if data or not depend_link:
                 raise ValueError(f"depend_type {depend_type} takes depend_link (the package's address), not data")

@@ -11,7 +11,7 @@ import logging
 import random
 import ssl
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
@@ -20,13 +20,14 @@ import httpx
 from fgsync.errors import ApiError, NetworkError, TransientApiError
 from fgsync.remote.deadline import install_deadlines, request_budget, request_deadline
 from fgsync.remote.errors import error_from_response, network_error
+from fgsync.upload import UPLOAD_CHUNK, ProgressHook, UploadBody
 
 log = logging.getLogger(__name__)
 
-ProgressHook = Callable[[int, int], None]
+__all__ = ["CONNECT_TIMEOUT", "UPLOAD_CHUNK", "HttpService", "ProgressHook", "RetryPolicy", "UploadBody", "Verify"]
+
 Verify = Union[ssl.SSLContext, bool]
 
-UPLOAD_CHUNK = 256 * 1024
 #: The longest wait for a TCP connection, when the request's budget is longer.
 CONNECT_TIMEOUT = 10.0
 
@@ -45,23 +46,6 @@ class RetryPolicy:
 
     def delay(self, retry: int, rng: Callable[[], float] = random.random) -> float:
         return float(rng()) * min(self.cap, self.base * (2.0**retry))
-
-
-class ProgressBody:
-    """A request body in chunks, reporting ``(sent, total)``; iterable again, so a retry (or a re-send after a
-    401) sends it whole from the start."""
-
-    def __init__(self, body: bytes, progress: ProgressHook) -> None:
-        self._body = body
-        self._progress = progress
-
-    def __iter__(self) -> Iterator[bytes]:
-        total = len(self._body)
-        view = memoryview(self._body)
-        for start in range(0, total, UPLOAD_CHUNK):
-            chunk = bytes(view[start : start + UPLOAD_CHUNK])
-            yield chunk
-            self._progress(min(start + len(chunk), total), total)
 
 
 def user_agent() -> str:
@@ -134,18 +118,23 @@ class HttpService:
         Args:
             call: its name in log lines (``ShowFunctionCode``, ``OBS put``).
             method, url: the request.
-            body: bytes, or a re-iterable of chunks whose length is ``size``.
-            size: the body's length when it is not bytes (for the deadline and Content-Length).
+            body: bytes, an :class:`UploadBody` (sent as a stream, never joined), or a re-iterable of chunks
+                whose length is ``size``.
+            size: the body's length when it is neither (for the deadline and Content-Length).
             headers: extra headers.
-            progress: reports the upload of a bytes body.
+            progress: reports the upload of the body (bytes sent, total).
             retries: retries instead of the policy's.
             accept: an answer that is not a success but that this predicate accepts is returned, not raised.
             error: what an answer that is not a success means, for this call (default: :meth:`_error`).
         """
         attempts = (self._retry.attempts if retries is None else retries) + 1
+        if progress is not None and isinstance(body, (bytes, bytearray)):
+            body = UploadBody([bytes(body)])
+        if isinstance(body, UploadBody):
+            body = body.with_progress(progress)  # every attempt iterates it afresh: a retry sends it whole
         for attempt in range(attempts):
             try:
-                response = self._once(method, url, body=body, size=size, headers=headers, progress=progress)
+                response = self._once(method, url, body=body, size=size, headers=headers)
             except (NetworkError, TransientApiError) as failure:
                 if not failure.retryable or attempt + 1 >= attempts:
                     raise
@@ -174,21 +163,33 @@ class HttpService:
         body: Any,
         size: Optional[int],
         headers: Optional[Mapping[str, str]],
-        progress: Optional[ProgressHook],
     ) -> httpx.Response:
         """One request under its deadline; a transport failure becomes a NetworkError, an answer is returned."""
         request_headers = dict(headers or {})
-        content: Any = body
-        length = size if size is not None else (len(body) if isinstance(body, (bytes, bytearray)) else 0)
-        if isinstance(body, (bytes, bytearray)) and progress is not None:
-            content = ProgressBody(bytes(body), progress)
-        if content is not None and not isinstance(content, (bytes, bytearray)):
+        if isinstance(body, UploadBody):
+            length = body.length
+        elif isinstance(body, (bytes, bytearray)):
+            length = len(body)
+        else:
+            length = size or 0
+        if body is not None and not isinstance(body, (bytes, bytearray)):
             request_headers.setdefault("Content-Length", str(length))
         budget = request_budget(self._timeout, length)
         timeout = httpx.Timeout(budget, connect=min(CONNECT_TIMEOUT, budget))
         with request_deadline(budget) as limit:
             try:
-                response = self._http.request(method, url, content=content, headers=request_headers, timeout=timeout)
+                if isinstance(body, UploadBody):
+                    # Built without content, then given the body as its stream: httpx sends a SyncByteStream as
+                    # it is, where `content=` would wrap it in a stream of its own that auth flows cannot read.
+                    bare = self._http.build_request(method, url, headers=request_headers, timeout=timeout)
+                    request = httpx.Request(
+                        bare.method, bare.url, headers=bare.headers, stream=body, extensions=bare.extensions
+                    )
+                    response = self._http.send(request)
+                else:
+                    response = self._http.request(
+                        method, url, content=body, headers=request_headers, timeout=timeout
+                    )
             except httpx.TransportError as error:
                 raise network_error(
                     error, httpx.URL(url), budget=limit, request_timeout=self._timeout, endpoint_key=self._endpoint_key

@@ -137,6 +137,40 @@ def walk_source(source: Path, rules: IgnoreRules) -> list[SourceFile]:
         PackageError: source missing; a symlink outside source, dangling or looping; a folder that cannot be
             listed; a FIFO, socket or device; a name that is not UTF-8.
     """
+    return walk_tree(source, rules).files
+
+
+class Walk(NamedTuple):
+    """A walk's files, and the symlinks it followed: ``(relpath, real path of the target)``. A linked file or
+    folder has two names and an event names only the real one, so :func:`fgsync.package.rewalk.rewalk` looks the
+    links up."""
+
+    files: list[SourceFile]
+    links: list[tuple[str, str]]
+
+
+def walk_tree(source: Path, rules: IgnoreRules) -> Walk:
+    """:func:`walk_source`, with the symlinks it followed.
+
+    Raises:
+        PackageError: as :func:`walk_source`.
+    """
+    root, root_st = source_root(source)
+    found: list[SourceFile] = []
+    links: list[tuple[str, str]] = []
+    visit = visitor(root, rules, found, links, on_path={(root_st.st_dev, root_st.st_ino)})
+    visit.folder(root, "")
+    found.sort()  # by rel, the first field, which is unique
+    return Walk(found, links)
+
+
+def source_root(source: Path) -> tuple[str, os.stat_result]:
+    """The real path of the source folder and its stat.
+
+    Raises:
+        SourceError: it is missing.
+        PackageError: it cannot be read, or is not a folder.
+    """
     root = os.path.realpath(source)
     try:
         root_st = os.stat(root)
@@ -146,10 +180,60 @@ def walk_source(source: Path, rules: IgnoreRules) -> list[SourceFile]:
         raise PackageError(f"source folder {source} cannot be read: {exc.strerror or exc}") from None
     if not stat.S_ISDIR(root_st.st_mode):
         raise PackageError(f"source {source} is not a folder")
-    found: list[SourceFile] = []
-    # (dev, inode) of the folders on the current path: meeting one again through a link is a loop
-    on_path = {(root_st.st_dev, root_st.st_ino)}
+    return root, root_st
 
+
+def check_name(rel: str) -> None:
+    """Refuse a name that is not UTF-8 (a zip stores UTF-8 names).
+
+    Raises:
+        PackageError: it is not.
+    """
+    if not rel.isascii():
+        try:
+            rel.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PackageError(f"file name {rel!r} is not valid UTF-8") from None
+
+
+def refuse_special(rel: str, mode: int) -> PackageError:
+    """The error for a FIFO, socket or device where a file to package was expected."""
+    return PackageError(f"cannot package {rel}: {_kind(mode)}")
+
+
+class Visitor(NamedTuple):
+    """The walk's steps, each adding the files to package it finds to ``found`` (unsorted) and the symlinks it
+    follows to ``links``. Made by :func:`visitor`.
+
+    Attributes:
+        folder: ``folder(path, prefix)``: everything under the folder whose relpath plus "/" is ``prefix``.
+        subfolder: ``subfolder(path, rel, st)``: the same for a folder below the root, checked for a loop.
+        link: ``link(path, rel)``: a symlink: the file it stands for, or the folder it leads to.
+    """
+
+    folder: Callable[[str, str], None]
+    subfolder: Callable[[str, str, os.stat_result], None]
+    link: Callable[[str, str], None]
+
+
+def visitor(
+    root: str,
+    rules: IgnoreRules,
+    found: list[SourceFile],
+    links: list[tuple[str, str]],
+    *,
+    on_path: set[tuple[int, int]],
+) -> Visitor:
+    """The steps of a walk of the source folder ``root``.
+
+    Args:
+        root: the real path of the source folder (symlinks must lead inside it).
+        rules: the ignore rules.
+        found: where the files go.
+        links: where the followed symlinks go, as ``(relpath, real path of the target)``.
+        on_path: (device, inode) of the folders above where the walk starts: meeting one again through a
+            link is a loop.
+    """
     decide = rules.decide
     memo_get = rules.memo.get
     add = found.append
@@ -178,10 +262,7 @@ def walk_source(source: Path, rules: IgnoreRules) -> list[SourceFile]:
                 name = entry.name
                 rel = prefix + name
                 if not rel.isascii():
-                    try:
-                        rel.encode("utf-8")
-                    except UnicodeEncodeError:
-                        raise PackageError(f"file name {rel!r} is not valid UTF-8") from None
+                    check_name(rel)
                 path = folder + sep + name
                 if entry.is_symlink():
                     followed = visit_link(path, rel)
@@ -206,7 +287,7 @@ def walk_source(source: Path, rules: IgnoreRules) -> list[SourceFile]:
                     add(new(SourceFile, (rel, path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode, st.st_ctime_ns,
                                          st.st_dev)))  # fmt: skip
                 else:
-                    raise PackageError(f"cannot package {rel}: {_kind(st.st_mode)}")
+                    raise refuse_special(rel, st.st_mode)
         finally:
             if fd is not None:
                 os.close(fd)  # before descending: open descriptors stay one per level, not one per folder
@@ -229,8 +310,10 @@ def walk_source(source: Path, rules: IgnoreRules) -> list[SourceFile]:
         is_dir = stat.S_ISDIR(st.st_mode)
         if decide(rel, is_dir=is_dir):
             return None
-        if not _inside(os.path.realpath(path), root):
+        real = os.path.realpath(path)
+        if not _inside(real, root):
             raise PackageError(f"symlink {rel} points outside the source folder (to {os.readlink(path)})")
+        links.append((rel, real))
         if is_dir:
             return st
         if not S_ISREG(st.st_mode):
@@ -248,6 +331,9 @@ def walk_source(source: Path, rules: IgnoreRules) -> list[SourceFile]:
         visit(path, rel + "/")
         on_path.discard(key)
 
-    visit(root, "")
-    found.sort()  # by rel, the first field, which is unique
-    return found
+    def follow(path: str, rel: str) -> None:
+        st = visit_link(path, rel)
+        if st is not None:
+            visit_folder(path, rel, st)
+
+    return Visitor(visit, visit_folder, follow)

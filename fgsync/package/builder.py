@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Collection, Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -40,7 +40,8 @@ from fgsync.package.dependencies import (
     dependency_size_fix,
     obs_fix,
 )
-from fgsync.package.walk import OpenFile, SourceFile, VanishedError, open_source_file, walk_source
+from fgsync.package.rewalk import rewalk
+from fgsync.package.walk import OpenFile, SourceFile, VanishedError, Walk, open_source_file, walk_tree
 
 __all__ = [
     "CACHE_BYTES",
@@ -240,6 +241,10 @@ class PackageBuilder:
         self._cached_bytes = 0
         self._fingerprint: Optional[str] = None
         self._lock = threading.Lock()
+        #: The last build's walk (None after a failure: the next build walks the whole tree), and whether it came
+        #: from reported paths only (then :meth:`missed` has something to verify).
+        self._walk: Optional[Walk] = None
+        self._walk_partial = False
         #: What the last build did, over both archives; ``code_stats`` and ``dependency_stats`` split it.
         self.stats = BuildStats()
         self.code_stats = BuildStats()
@@ -258,10 +263,11 @@ class PackageBuilder:
     def _forget(self) -> None:
         self._cache.clear()
         self._cached_bytes = 0
+        self._walk = None
         self._code.forget()
         self._dependency.forget()
 
-    def build(self) -> Package:
+    def build(self, changed: Optional[Collection[str]] = None) -> Package:
         """Build the package from the tree as it is now: with dependencies, the code part of :meth:`build_split`.
 
         A file or folder that vanishes mid-build (an editor's atomic save, a checkout) makes the build start
@@ -270,12 +276,18 @@ class PackageBuilder:
         Raises:
             PackageError: see :func:`build_package`.
         """
-        return self.build_split().code
+        return self.build_split(changed).code
 
-    def build_split(self) -> SplitPackage:
+    def build_split(self, changed: Optional[Collection[str]] = None) -> SplitPackage:
         """Build the code zip and, with dependencies, the dependency package, from one walk of the tree.
 
         Without dependencies ``dependency`` is None and ``code`` is what :meth:`build` always gave.
+
+        Args:
+            changed: every path (relative to the source, POSIX; "" for the whole tree) that changed since the
+                last build, as the watcher reported them: only those are looked at
+                (:func:`fgsync.package.rewalk.rewalk`), unless the last build failed or the paths call for a
+                full walk. None: walk the whole tree. Paths a watcher missed are found by :meth:`missed`.
 
         Raises:
             PackageError: see :func:`build_split_package`.
@@ -289,18 +301,27 @@ class PackageBuilder:
                 raise PackageError(f"unsupported code_type {self.code_type!r}: fgsync packages zip and jar")
             for attempt in range(1, _ATTEMPTS + 1):
                 try:
-                    return self._build_zip_once()
+                    # A retry walks the whole tree: the first attempt forgot its walk.
+                    return self._build_zip_once(changed if attempt == 1 else None)
                 except VanishedError as exc:
                     if attempt == _ATTEMPTS:
                         raise
                     log.debug("%s; packaging %s again", exc, self.source)
             raise AssertionError("unreachable")  # pragma: no cover
 
-    def _build_zip_once(self) -> SplitPackage:
+    def _build_zip_once(self, changed: Optional[Collection[str]]) -> SplitPackage:
+        previous, self._walk = self._walk, None  # a build that fails leaves none: the next one walks it all
         if self._rules.is_stale():
             log.debug("ignore rules of %s changed on disk; reloading", self.source)
             self._rules = self._rules.reload()
-        files = walk_source(self.source, self._rules)
+            previous = None
+        walk = None
+        if changed is not None and previous is not None:
+            walk = rewalk(self.source, self._rules, previous, changed)
+        partial = walk is not None
+        if walk is None:
+            walk = walk_tree(self.source, self._rules)
+        files = walk.files
         fingerprint = self._rules.fingerprint()
         if fingerprint != self._fingerprint:
             self._forget()
@@ -320,7 +341,34 @@ class PackageBuilder:
         if dependency:
             parts.append((self._dependency, dependency))
         packages = self._build_zips(parts)
+        self._walk, self._walk_partial = walk, partial
         return SplitPackage(packages[0], packages[1] if dependency else None)
+
+    def missed(self) -> list[str]:
+        """After a build from reported paths: walk the whole tree and name the paths that differ from what that
+        build saw (changes no event reported: a hard link's other name, a watch lost for a moment). A change
+        found here is a change like any other; a missed event then costs one more sync, never a stale push.
+
+        Returns [] when the last build walked the whole tree, when another build ran meanwhile (it is verified
+        after its own sync), or when nothing differs; ``[""]`` when the tree cannot be walked (the sync that
+        follows reports why). The walk runs without the builder's lock: call it from a low-priority thread.
+        """
+        with self._lock:
+            walk, rules = (self._walk, self._rules) if self._walk_partial else (None, None)
+        if walk is None or rules is None:
+            return []
+        if rules.is_stale():
+            return [""]  # an ignore file changed unreported: every answer may differ
+        try:
+            now = walk_tree(self.source, rules).files
+        except PackageError:
+            return [""]
+        with self._lock:
+            if self._walk is not walk:
+                return []
+        seen = {f.rel: f for f in walk.files}
+        differ = [f.rel for f in now if seen.pop(f.rel, None) != f]
+        return sorted([*differ, *seen])
 
     def _nothing_to_package(self, all_dependencies: bool) -> str:
         if all_dependencies and self.dependencies is not None:

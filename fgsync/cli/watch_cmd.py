@@ -139,12 +139,29 @@ class IncrementalPackager:
         self._clock = clock
         self._lock = threading.Lock()
         self._shared: dict[tuple[object, ...], _Shared] = {}
+        self._key_of: dict[str, tuple[object, ...]] = {}
         self._changed_at: dict[str, float] = {}
 
-    def changed(self, name: str, _paths: Sequence[str] = ()) -> None:
-        """A burst touched the function now: the next package of it must come from a build started later."""
+    def changed(self, name: str, paths: Sequence[str] = ("",)) -> None:
+        """A burst touched the function now, at ``paths`` (relative to its source; "" for anywhere): the next
+        package of it must come from a build started later, which looks at those paths (and the others reported
+        since its builder's last build) instead of walking the whole tree."""
         with self._lock:
             self._changed_at[name] = self._clock()
+            shared = self._shared.get(self._key_of.get(name, ()))
+            if shared is not None and shared.pending is not None:
+                if "" in paths:
+                    shared.pending = None
+                else:
+                    shared.pending.update(paths)
+
+    def missed(self, fn: FunctionConfig) -> list[str]:
+        """After a sync of ``fn``: the paths a full walk finds changed that no event reported (see
+        :meth:`fgsync.package.PackageBuilder.missed`); [] when its last build walked everything. Slow (a walk
+        of the whole tree): call it from a low-priority thread."""
+        with self._lock:
+            shared = self._shared.get(self._key_of.get(fn.name, ()))
+        return shared.builder.missed() if shared is not None else []
 
     def __call__(self, fn: FunctionConfig) -> SplitPackage:
         """The function's packages, as :func:`fgsync.sync.package_split` would build them."""
@@ -164,12 +181,17 @@ class IncrementalPackager:
                     max_dependency_bytes=route.max_dependency_bytes,
                 )
                 shared = self._shared[key] = _Shared(builder)
+            self._key_of[fn.name] = key
             changed_at = self._changed_at.get(fn.name, 0.0)
         with shared.lock:  # one build at a time per inputs; the others wait for it, then see if it serves them
             if self._told and shared.last is not None and shared.started >= changed_at and not fn.build:
                 return shared.last
-            started = self._clock()
-            split = shared.builder.build_split()
+            with self._lock:
+                started = self._clock()
+                # Only the daemon tells of every change; a build command writes where no event is reported.
+                changed = shared.pending if self._told and not fn.build else None
+                shared.pending = set()
+            split = shared.builder.build_split(changed)
             shared.last, shared.started = split, started
             return split
 
@@ -182,6 +204,8 @@ class _Shared:
     lock: threading.Lock = field(default_factory=threading.Lock)
     last: Optional[SplitPackage] = None
     started: float = -1.0
+    #: The paths reported since the last build began; None: the whole tree (the first build walks it anyway).
+    pending: Optional[set[str]] = None
 
 
 def _inputs(fn: FunctionConfig, route: UploadRoute) -> tuple[object, ...]:
@@ -358,6 +382,7 @@ def watch_command(
         reload=lambda: settings(load_config(config.path)),
         on_reload=on_reload,
         on_change=packager.changed,
+        missed=packager.missed,
     )
     app.reporter.on_closed = stop.set  # `fgsync watch | head -1`: the reader is gone, stop as on SIGTERM
     keys: Optional[KeyReader] = None

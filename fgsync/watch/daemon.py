@@ -27,6 +27,7 @@ from fgsync.watch.gitlock import git_lock_held
 from fgsync.watch.reload import ConfigFileWatch, WatchSettings, changed_functions, describe_reload
 from fgsync.watch.scheduler import Scheduler, Timing, no_stamp
 from fgsync.watch.source import DEFAULT_POLL_INTERVAL, FileEventSource, watch_roots
+from fgsync.watch.verify import Verifier
 
 if TYPE_CHECKING:
     from fgsync.config import FunctionConfig
@@ -60,7 +61,19 @@ class _SyncAll:
     """Sync every function now (the Enter key)."""
 
 
-_Item = Union[frozenset[Change], _Done, _Fatal, _SyncAll]
+@dataclass(frozen=True)
+class _Missed:
+    """What the verifying walk found changed that no event reported, for the changes seen up to ``seen``."""
+
+    name: str
+    paths: tuple[str, ...]
+    seen: int
+
+
+_Item = Union[frozenset[Change], _Done, _Fatal, _SyncAll, _Missed]
+
+#: The verifying walk runs this long after a sync at least, and the quiet time plus half a second in any case.
+_VERIFY_DELAY_S = 1.0
 
 
 @dataclass
@@ -111,6 +124,9 @@ class Daemon:
         on_change: told, on the loop's thread, of every function a burst touched and its paths ("" for the whole
             tree: a re-armed watch, lost events, Enter, a reload) — what the packager may rely on to package
             only what changed, and once for functions that share their inputs.
+        missed: after a sync that packaged from reported paths only, the paths a walk of the whole tree finds
+            changed unreported (run on a low-priority thread, a moment after the sync); they are then a change
+            like any other (:mod:`fgsync.watch.verify`).
     """
 
     def __init__(
@@ -135,6 +151,7 @@ class Daemon:
         reload: Optional[Callable[[], WatchSettings]] = None,
         on_reload: Optional[Callable[[WatchSettings], None]] = None,
         on_change: Optional[Callable[[str, Sequence[str]], None]] = None,
+        missed: Optional[Callable[[FunctionConfig], Sequence[str]]] = None,
     ) -> None:
         if not functions:
             raise ValueError("no functions to watch")
@@ -160,6 +177,13 @@ class Daemon:
         self._reload = reload
         self._on_reload = on_reload
         self._on_change = on_change or (lambda _name, _paths: None)
+        self._missed = missed
+        self._verifier: Optional[Verifier] = None
+        # Per function, a count of the changes told to the packager, and when the watcher last saw one (still
+        # settling, maybe): a verifying walk's finding is not trusted when either moved since its sync began.
+        self._seen: dict[str, int] = {}
+        self._last_seen: dict[str, float] = {}
+        self._sync_began: dict[str, float] = {}
         self._emit_lock = threading.Lock()
         self._inbox: queue.Queue[_Item] = queue.Queue()
         self._wake = threading.Event()
@@ -199,6 +223,13 @@ class Daemon:
         watcher = self._start_watcher(self.settings)  # before the initial sync, so a save during it is seen
         config_watch = ConfigFileWatch(self._config_file, now=self._clock()) if self._config_file else None
         executor = ThreadPoolExecutor(max_workers=self._max_workers, thread_name_prefix="fgsync-sync")
+        if self._missed is not None:
+            self._verifier = Verifier(
+                self._missed,
+                self._report_missed,
+                delay=max(_VERIFY_DELAY_S, self.settings.debounce_ms / 1000 + 0.5),
+                clock=self._clock,
+            )
         try:
             self.emit(self._watching_event())
             while not self._stop.is_set():
@@ -210,6 +241,8 @@ class Daemon:
         finally:
             watcher.close()  # hands over what it saw but had not settled
             executor.shutdown(wait=True, cancel_futures=True)
+            if self._verifier is not None:
+                self._verifier.close()
             self._drain(final=True)
             self.emit_stopped()
 
@@ -258,6 +291,7 @@ class Daemon:
                 debounce_ms=settings.debounce_ms,
                 max_wait_ms=settings.max_wait_ms,
                 source=source,
+                suppress=self._saw,
                 clock=self._clock,
             ):
                 self._inbox.put(frozenset(batch))
@@ -265,6 +299,11 @@ class Daemon:
         except BaseException as error:  # handed to the main loop, which re-raises it
             self._inbox.put(_Fatal(error))
             self._wake.set()
+
+    def _saw(self, change: Change) -> bool:
+        """Note when the watcher last saw each function change, before the burst settles (drops nothing)."""
+        self._last_seen[change.function] = self._clock()
+        return False
 
     def _watching_event(self, reloaded: Optional[dict[str, object]] = None) -> Event:
         fields: dict[str, object] = {
@@ -299,7 +338,7 @@ class Daemon:
         for fn in settings.functions:
             self.scheduler.add(fn.name)  # a new one owes its initial sync
         for name in changed_functions(old.functions, settings.functions):
-            self._on_change(name, [""])
+            self._tell_change(name, [""])
             self.scheduler.changed(name)  # new rules, build or target: package again
         if self._on_reload is not None:
             self._on_reload(settings)
@@ -316,6 +355,7 @@ class Daemon:
             fn = self.functions[name]
             verify = self.scheduler.verify_only(name)
             self._enter_phase(name, "build" if fn.build else "package")
+            self._sync_began[name] = now
             executor.submit(self._run_one, fn, verify, self._held_paths.pop(name, []))
         for event in self.scheduler.notices(now):
             self.emit(event)
@@ -357,8 +397,10 @@ class Daemon:
                     raise item.error
             elif isinstance(item, _SyncAll):
                 for name in self.functions:
-                    self._on_change(name, [""])
+                    self._tell_change(name, [""])
                     self.scheduler.changed(name)
+            elif isinstance(item, _Missed):
+                self._found_missed(item)
             elif isinstance(item, _Done):
                 self._leave_phase(item.name)
                 if item.unchanged:
@@ -367,6 +409,7 @@ class Daemon:
                 event = self.scheduler.finished(item.name, item.error, self._clock())
                 if event is not None:
                     self.emit(event)
+                self._verify_later(item.name, item.error)
             else:
                 self._changed(item)
 
@@ -384,7 +427,7 @@ class Daemon:
         for name, fn in self.functions.items():
             if name not in by_function:
                 continue
-            self._on_change(name, touched[name])
+            self._tell_change(name, touched[name])
             if fn.build and self._inputs_changed is not None:
                 # Possibly the build's own output: reported (and synced) only if the inputs really changed.
                 self._held_paths.setdefault(name, []).extend(by_function[name])
@@ -393,6 +436,36 @@ class Daemon:
             if by_function[name]:
                 self.emit(change_event(name, by_function[name]))
             self.scheduler.changed(name)
+
+    def _tell_change(self, name: str, paths: Sequence[str]) -> None:
+        self._seen[name] = self._seen.get(name, 0) + 1
+        if self._verifier is not None:
+            self._verifier.cancel(name)  # the sync this change brings is verified instead
+        self._on_change(name, paths)
+
+    # ----------------------------------------------------------------- the verifying walk
+
+    def _verify_later(self, name: str, error: Optional[BaseException]) -> None:
+        """After a sync that went through, unless another is owed: look for changes no event reported."""
+        fn = self.functions.get(name)
+        if self._verifier is None or fn is None or error is not None or name in self.scheduler.pending():
+            return
+        self._verifier.after_sync(fn, self._seen.get(name, 0))
+
+    def _report_missed(self, name: str, paths: Sequence[str], seen: int) -> None:
+        self._inbox.put(_Missed(name, tuple(paths), seen))
+        self._wake.set()
+
+    def _found_missed(self, item: _Missed) -> None:
+        name = item.name
+        if name not in self.functions or self._seen.get(name, 0) != item.seen or name in self.scheduler.pending():
+            return  # a change came since: its own sync is verified in turn
+        if self._last_seen.get(name, float("-inf")) >= self._sync_began.get(name, float("inf")):
+            # The watcher saw this function change after the sync began, and that burst may not have settled
+            # yet (an `npm install` between two pauses): its own sync comes, and is verified in turn.
+            return
+        logger.debug("%s: changed without an event: %s", item.name, ", ".join(item.paths))
+        self._changed(frozenset(Change(item.name, path) for path in item.paths))
 
     # ----------------------------------------------------------------- what is in flight
 

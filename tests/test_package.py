@@ -547,6 +547,28 @@ def test_incremental_equals_cold_across_edits(project: Path) -> None:
     step(lambda: None)  # nothing changed
 
 
+def test_incremental_from_reported_paths_equals_cold_across_edits(project: Path) -> None:
+    """The same edits, each built from the paths a watcher reports (as the daemon does)."""
+    src = project
+    builder = PackageBuilder(src, rules=IgnoreRules.for_function(src))
+    builder.build()
+
+    def step(change: Callable[[], object], *paths: str) -> None:
+        change()
+        warm = builder.build(changed=paths)
+        reference = cold(src)
+        assert warm.data == reference.data and warm.paths == reference.paths
+
+    step(lambda: (src / "pkg1" / "mod04.py").write_text(text(99)), "pkg1/mod04.py")
+    step(lambda: (src / "pkg0" / "mod00.py").unlink(), "pkg0/mod00.py")
+    step(lambda: (src / "zz_last.txt").unlink(), "zz_last.txt")
+    step(lambda: (src / "pkg2" / "mod05.py").rename(src / "pkg2" / "renamed.py"), "pkg2/mod05.py", "pkg2/renamed.py")
+    step(lambda: (src / "pkg1" / "mod07.py").chmod(0o755), "pkg1/mod07.py")
+    step(lambda: (src / "aaa_first.py").write_text("x = 1\n"), "aaa_first.py")
+    step(lambda: shutil.rmtree(src / "pkg0"), "pkg0")
+    step(lambda: None)
+
+
 def test_same_size_same_mtime_edit_is_caught(project: Path) -> None:
     """A rewrite within the timestamp granularity keeps size and mtime; the racy check still sees it."""
     src = project

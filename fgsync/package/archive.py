@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import stat
 import struct
 import sys
@@ -294,13 +295,22 @@ class HashTrail:
     its first bytes are identical too, and hashing restarts at entry k instead of byte 0; every unchanged
     entry reuses its headers.
 
+    The layout of that prefix is reused too: its local headers and data (``parts``), central records and
+    offsets are the last archive's, taken by slicing, not entry by entry.
+
     Attributes:
         keys: one :data:`TrailKey` per entry of the last archive.
         states: ``states[i]`` is the hash of the bytes before entry i (``len(keys) + 1`` states).
+        parts: the last archive's pieces: local header and data of each entry, then the directory and the end.
+        central: each entry's central directory record.
+        offsets: where each entry's local header starts, and where the directory starts (``len(keys) + 1``).
     """
 
     keys: list[TrailKey]
     states: list[Any]
+    parts: list[bytes] = field(default_factory=list)
+    central: list[bytes] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
 
 
 def _assemble_once(
@@ -395,8 +405,27 @@ def assemble(
     keys: list[TrailKey] = []
     parts: list[bytes] = []
     central: list[bytes] = []
+    offsets: list[int] = []
     offset = 0
-    for index, (src, entry) in enumerate(zip(files, entries)):
+    pairs: Iterator[tuple[SourceFile, CompressedEntry]] = zip(files, entries)
+    if trail is not None and trail.offsets:
+        # The unchanged prefix: only compared here, then its layout is sliced out of the last archive's.
+        limit = len(old_keys)
+        first: list[tuple[SourceFile, CompressedEntry]] = []
+        for src, entry in pairs:
+            if same < limit:
+                old = old_keys[same]
+                if old[2] is entry and old[0] == src.rel and old[1] == src.mode:
+                    same += 1
+                    continue
+            first.append((src, entry))
+            break
+        keys, parts, central = old_keys[:same], trail.parts[: 2 * same], trail.central[:same]
+        offsets, offset = trail.offsets[:same], trail.offsets[same]
+        if offset > abort_bytes:
+            raise _over(what, f"would be at least {offset:,} bytes, over the limit of {max_bytes:,} bytes", fix)
+        pairs = itertools.chain(first, pairs)
+    for index, (src, entry) in enumerate(pairs, same):
         rel = src.rel
         mode = src.mode
         key: Optional[TrailKey] = None
@@ -416,6 +445,7 @@ def assemble(
             name = rel.encode("utf-8")
             key = (rel, mode, entry, name, local_header(name, entry), central_prefix(name, entry, mode))
         keys.append(key)
+        offsets.append(offset)
         central.append(key[5] + _OFFSET.pack(offset) + key[3])
         parts.append(key[4])
         parts.append(entry.data)
@@ -442,7 +472,7 @@ def assemble(
             states.append(hasher.copy())
         hasher.update(directory)
         hasher.update(tail)
-        return hasher.hexdigest(), HashTrail(keys, states) if keep_trail else None
+        return hasher.hexdigest(), HashTrail(keys, states, parts, central, [*offsets, offset]) if keep_trail else None
 
     if total < _PARALLEL_HASH_BYTES:
         return (b"".join(parts), *digest())

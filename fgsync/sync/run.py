@@ -53,12 +53,12 @@ from fgsync.events import (
 from fgsync.ignore import IgnoreRules
 from fgsync.package import BuildProcesses, Package, SplitPackage, build_split_package, run_build
 from fgsync.package.walk import missing_source
-from fgsync.state import PushRecord, StateStore
 from fgsync.sync.dependency import DependencyPlan, delete_retired, dependency_name, plan_dependency
 from fgsync.sync.upload import UploadRoute
 
-if TYPE_CHECKING:  # httpx costs ~70 ms to import: `fgsync package` never needs it
-    from fgsync.remote import FunctionGraphClient, ProgressHook, RemoteCode
+if TYPE_CHECKING:  # httpx costs ~70 ms to import, the state (with its locks and JSON) ~10 ms: `fgsync package`
+    from fgsync.remote import FunctionGraphClient, ProgressHook, RemoteCode  # needs neither
+    from fgsync.state import PushRecord, StateStore
 
 #: How a sync packages a function: its code zip and, with dependencies, its dependency package.
 PackageFn = Callable[[FunctionConfig], SplitPackage]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Callable, Optional
 
 import click
@@ -124,6 +123,8 @@ def _each_function(
                 return code
             finally:
                 order.finish(index)
+
+        from concurrent.futures import ThreadPoolExecutor  # here: one function (an editor's save) needs no pool
 
         worst = EXIT_OK
         refused: Optional[CredentialsError] = None

@@ -1,7 +1,7 @@
 """`fgsync package`: build a function's package (or its dependency package), print its hash, optionally write it.
 
-Editors run it on every save, so it imports only what packaging needs: no client, credentials or state (those are
-`push` and `status`, in :mod:`fgsync.cli.sync_cmds`).
+Editors run it on every save, so it imports only what packaging needs (:mod:`fgsync.package.function`): not the
+sync step, a client, credentials or the state (those are `push` and `status`, in :mod:`fgsync.cli.sync_cmds`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,13 @@ from fgsync.cli.completion import complete_function_names
 from fgsync.cli.context import AppContext, app_context
 from fgsync.config import DEPENDENCIES_AUTO, Config, FunctionConfig, select_functions
 from fgsync.errors import EXIT_OK, FgsyncError, PackageError, UsageError
-from fgsync.package import Package, SplitPackage
-from fgsync.sync import build_and_package, package_split
-from fgsync.sync.upload import UploadRoute
+from fgsync.package import (
+    MAX_DEPENDENCY_OBS_BYTES,
+    Package,
+    SplitPackage,
+    build_and_package,
+    build_function_packages,
+)
 
 
 @click.command("package")
@@ -71,14 +75,19 @@ def package_command(name: Optional[str], output_path: Optional[Path], dependency
     return EXIT_OK
 
 
-#: `fgsync package` writes packages of any size FunctionGraph takes at all (300 MB, through OBS), with or without
-#: ``[obs]``: it uploads nothing, and a package too big to send in a request is still worth looking at.
-_ANY_SIZE = UploadRoute(obs_configured=True)
+#: `fgsync package` writes packages of any size FunctionGraph takes at all (300 MB, through OBS: code and
+#: dependency alike, the limits of ``UploadRoute(obs_configured=True)``), with or without ``[obs]``: it uploads
+#: nothing, and a package too big to send in a request is still worth looking at.
+ANY_SIZE = MAX_DEPENDENCY_OBS_BYTES
+
+
+def _package_split(fn: FunctionConfig) -> SplitPackage:
+    return build_function_packages(fn, max_bytes=ANY_SIZE, max_dependency_bytes=ANY_SIZE)
 
 
 def _package_code(app: AppContext, fn: FunctionConfig) -> Package:
     """Build the code package and emit `packaged`; with dependencies, say in a line what went where."""
-    split = build_and_package(fn, emit=app.reporter.emit, package_fn=lambda f: package_split(f, route=_ANY_SIZE))
+    split = build_and_package(fn, emit=app.reporter.emit, package_fn=_package_split)
     if fn.has_dependencies:
         moved = split.dependency
         if moved is not None:
@@ -95,7 +104,7 @@ def _package_dependency(app: AppContext, fn: FunctionConfig) -> Package:
     """Build the dependency package and emit `packaged` for it (``package: "dependency"``, ``sha256``)."""
 
     def package_fn(f: FunctionConfig) -> SplitPackage:
-        split = package_split(f, route=_ANY_SIZE)
+        split = _package_split(f)
         if split.dependency is None:
             raise PackageError(f"{f.name} has no dependency package: {_no_dependency_files(f)}")
         return split

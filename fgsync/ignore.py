@@ -25,11 +25,14 @@ import os
 import posixpath
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, ClassVar, Optional, Union
-
-from pathspec import GitIgnoreSpec
+from typing import TYPE_CHECKING, Callable, ClassVar, Optional, Union
 
 from fgsync.errors import PackageError
+
+# pathspec costs ~15 ms to import: it is imported when a layer has patterns to compile (or the built-in list needs
+# it), so rules with nothing beyond the built-in list, decided in plain Python, never load it.
+if TYPE_CHECKING:
+    from pathspec import GitIgnoreSpec
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,8 @@ _Stamp = Optional[tuple[int, int, int]]
 
 def _compile(lines: Iterable[str], origin: str) -> GitIgnoreSpec:
     """Compile gitignore lines; a bad pattern becomes a PackageError naming where it came from."""
+    from pathspec import GitIgnoreSpec
+
     kept = list(lines)
     try:
         return GitIgnoreSpec.from_lines(kept)
@@ -214,12 +219,12 @@ class IgnoreRules:
         self._source_abs = os.path.abspath(self.source)
         #: The private folders inside the source, as relpaths (both spellings when a symlink is involved).
         self.private_inside: frozenset[str] = frozenset(_inside_rels(self.private, self.source))
-        self._builtin = self._builtin_spec()
         self._builtin_fast = self._builtin_matcher()
-        self._fgsyncignore = _compile(self._fgsyncignore_lines, FGSYNCIGNORE)
-        self._exclude = _compile(self.exclude, "exclude")
-        # The layers above the built-in and .gitignore ones that have patterns at all (most have none).
-        self._layers = tuple(spec for spec in (self._fgsyncignore, self._exclude) if spec.patterns)
+        # The layers above the built-in and .gitignore ones that have patterns at all (most have none). An empty
+        # layer is not compiled: pathspec is imported only when some layer has lines (or the built-in list needs it).
+        layers = ((self._fgsyncignore_lines, FGSYNCIGNORE), (self.exclude, "exclude"))
+        specs = [_compile(lines, origin) for lines, origin in layers if lines]
+        self._layers = tuple(spec for spec in specs if spec.patterns)
         # folder relpath ("" for the root) -> its compiled .gitignore, or None when it has none
         self._gitignores: dict[str, Optional[GitIgnoreSpec]] = {}
         self._gitignore_texts: dict[str, tuple[str, ...]] = {}
@@ -351,7 +356,7 @@ class IgnoreRules:
             return True  # fgsync's own folder (or a file standing where it would be): beyond every negation
         probe = rel + "/" if is_dir else rel
         fast = self._builtin_fast
-        ignored = fast(rel, is_dir) if fast is not None else bool(self._builtin.check_file(probe).include)
+        ignored = fast(rel, is_dir) if fast is not None else bool(self._builtin_spec().check_file(probe).include)
         if self.use_gitignore:
             folder = ""
             parts = rel.split("/")

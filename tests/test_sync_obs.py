@@ -64,6 +64,14 @@ def local(project: Path) -> Any:
     return package_split(load_config(project / "fgsync.toml").functions[0], route=UploadRoute(obs_configured=True))
 
 
+def test_fgsync_package_builds_up_to_what_obs_carries_with_or_without_obs() -> None:
+    """`fgsync package` builds with the limits of a route through OBS (it no longer imports the sync step to ask)."""
+    from fgsync.cli.package_cmd import ANY_SIZE
+
+    route = UploadRoute(obs_configured=True)
+    assert ANY_SIZE == route.max_code_bytes == route.max_dependency_bytes == 314_572_800
+
+
 def test_a_60_mb_package_goes_through_obs_and_a_second_push_sends_nothing(
     project: Path, emulator: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -31,7 +31,7 @@ COMMANDS = {
     "login": "fgsync.cli.auth_cmds:login_command",
     "logout": "fgsync.cli.auth_cmds:logout_command",
     "auth": "fgsync.cli.auth_cmds:auth_command",
-    "package": "fgsync.cli.sync_cmds:package_command",
+    "package": "fgsync.cli.package_cmd:package_command",
     "push": "fgsync.cli.sync_cmds:push_command",
     "watch": "fgsync.cli.watch_cmd:watch_command",
     "status": "fgsync.cli.sync_cmds:status_command",

@@ -10,14 +10,16 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from click.shell_completion import CompletionItem
 
 from fgsync.cli.context import AppContext
 from fgsync.config import find_config
 from fgsync.errors import FgsyncError
+
+if TYPE_CHECKING:  # imported when completing: every command that takes a NAME imports this module
+    from click.shell_completion import CompletionItem
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -37,6 +39,8 @@ def complete_function_names(ctx: click.Context, param: click.Parameter, incomple
 
     Completion must never print or fail: with no usable config the answer is empty.
     """
+    from click.shell_completion import CompletionItem
+
     app = ctx.find_object(AppContext)
     try:
         path = find_config(app.config_path if app else None, env=os.environ, cwd=Path.cwd())

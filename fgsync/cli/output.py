@@ -2,13 +2,15 @@
 
 Human mode writes the lines to stdout (errors to stderr); ``--json`` keeps stdout for NDJSON events only and
 sends anything else to stderr.
+
+``json`` is imported by what writes or reads JSON: `fgsync package` in human mode, run by editors on every save,
+never needs it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import json
 import sys
 import threading
 from collections.abc import Iterator
@@ -155,6 +157,8 @@ def failure_summary(result: Any) -> Optional[str]:
 
     One line (runs of white space folded), so editors and scripts can read it.
     """
+    import json
+
     try:
         data = json.loads(result) if isinstance(result, str) else result
     except ValueError:
@@ -171,6 +175,8 @@ def _invocation_outcome(result: Any) -> str:
     failure = failure_summary(result)
     if failure is not None:
         return f"failed: {failure}"
+    import json
+
     text = result if isinstance(result, str) else json.dumps(result)
     return f"result {text if len(text) <= 300 else text[:297] + '...'}"
 
@@ -236,10 +242,14 @@ class Reporter:
 
     def write_event(self, event: Event) -> None:
         """Write one event now, whatever thread and route."""
+        if self.json_mode:
+            import json
+
+            line = json.dumps(event.to_json(), ensure_ascii=False, sort_keys=False) + "\n"
+            with self._lock:
+                self._write(self.out, line)
+            return
         with self._lock:
-            if self.json_mode:
-                self._write(self.out, json.dumps(event.to_json(), ensure_ascii=False, sort_keys=False) + "\n")
-                return
             if self.quiet and event.event not in ("error", "drift"):
                 return
             stream = self.err if event.event == "error" else self.out
@@ -259,8 +269,11 @@ class Reporter:
 
     def document(self, data: dict[str, Any]) -> None:
         """One JSON document on stdout (for commands whose --json answer is not an event stream)."""
+        import json
+
+        line = json.dumps(data, ensure_ascii=False) + "\n"
         with self._lock:
-            self._write(self.out, json.dumps(data, ensure_ascii=False) + "\n")
+            self._write(self.out, line)
 
     def _write(self, stream: TextIO, text: str) -> None:
         """Write and flush; a reader that went away ends the output quietly instead of raising in a worker."""

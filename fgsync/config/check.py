@@ -1,18 +1,19 @@
-"""Strict validation of a parsed fgsync.toml: converts values and collects every problem before raising."""
+"""Strict validation of a parsed fgsync.toml: converts values and collects every problem before raising.
+
+What only a problem or a pattern needs (``difflib`` for "did you mean", ``json`` to show a value, ``pathspec`` to
+check a pattern) is imported there: a valid file without patterns, the case of every command run on a save, loads
+without them.
+"""
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
-import json
 import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import urlsplit
-
-from pathspec import GitIgnoreSpec
 
 from fgsync.config.model import (
     _SECRET_KEYS,
@@ -60,6 +61,8 @@ def _show(value: Any, depth: int = 0) -> str:
     elif isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, str):
+        import json
+
         text = json.dumps(value, ensure_ascii=False)
     elif isinstance(value, list):
         text = "[" + ", ".join(_show(item, depth + 1) for item in value) + "]"
@@ -365,6 +368,8 @@ class _Table:
             # The value is never echoed: it is probably a secret.
             hint = "credentials never go in fgsync.toml; use `fgsync login` or the FGSYNC_TOKEN variable"
         else:
+            import difflib
+
             close = difflib.get_close_matches(key, allowed, 1)
             hint = f'did you mean "{close[0]}"?' if close else "allowed keys: " + ", ".join(allowed)
         self.checker.problems.append((full, f"{self.checker.shown}: {full}: unknown key; {hint}"))
@@ -488,6 +493,8 @@ def _pattern_problem(pattern: str, source: Optional[Path], folder: Path) -> Opti
         return "leaves the source folder (..): patterns can only name files inside source"
     if "." in parts:
         return f'has a "." folder, which never matches in gitignore syntax: write {_show(_without_dots(pattern))}'
+    from pathspec import GitIgnoreSpec
+
     try:
         GitIgnoreSpec.from_lines([pattern])
     except ValueError as exc:

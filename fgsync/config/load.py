@@ -7,7 +7,6 @@ does with unknown keys). Array-of-table indexes in key paths are 1-based: ``func
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import re
@@ -152,6 +151,8 @@ def select_functions(config: Config, names: Sequence[str]) -> tuple[FunctionConf
     by_name = {fn.name: fn for fn in config.functions}
     unknown = [name for name in names if name not in by_name]
     if unknown:
+        import difflib
+
         hints = [
             f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(n, by_name, 1)) else "" for n in unknown
         ]

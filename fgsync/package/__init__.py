@@ -3,7 +3,8 @@ SHA-512, and the function's build command.
 
 Modules: ``builder`` (``build_package``, the daemon's incremental ``PackageBuilder``), ``walk`` (which files,
 how they are opened), ``dependencies`` (which of them go into the function's dependency package), ``archive``
-(the zip layout, written by hand so every header field is pinned) and ``build`` (the `build` command).
+(the zip layout, written by hand so every header field is pinned), ``build`` (the `build` command) and
+``function`` (a configured function: its build, rules and packages, and the `packaged` event).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from fgsync.package.dependencies import (
     DependencySpec,
     split_files,
 )
+from fgsync.package.function import build_and_package, build_function_packages
 
 __all__ = [
     "CACHE_BYTES",
@@ -43,6 +45,8 @@ __all__ = [
     "Package",
     "PackageBuilder",
     "SplitPackage",
+    "build_and_package",
+    "build_function_packages",
     "build_package",
     "build_split_package",
     "run_build",

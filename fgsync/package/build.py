@@ -4,6 +4,9 @@ A build runs in a process group of its own (a new session on POSIX), so the term
 alone: fgsync decides what a signal means for the build (the first one lets it finish, a second one, or the
 build's timeout, stops its whole group). :class:`BuildProcesses` is how the one that decides finds the builds
 that are running.
+
+``subprocess`` and ``signal`` (~4 ms to import) are imported by the functions that start or stop a build: every
+packaging imports this module, few functions have a ``build``.
 """
 
 from __future__ import annotations
@@ -11,14 +14,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from fgsync.errors import BuildError
+
+if TYPE_CHECKING:
+    import subprocess
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,8 @@ def _tail(text: str) -> str:
 
 def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
     """Signal the build and everything it started (they share its process group)."""
+    import signal
+
     try:
         if os.name == "posix":
             os.killpg(proc.pid, signum)
@@ -48,6 +54,9 @@ def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
 
 def _stop_group(proc: subprocess.Popen[bytes], grace: float = _TERM_GRACE) -> None:
     """SIGTERM the build's group, then SIGKILL what is left after ``grace`` seconds (builds may clean up)."""
+    import signal
+    import subprocess
+
     _signal_group(proc, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=grace)
@@ -85,6 +94,9 @@ class BuildProcesses:
     def stop_all(self, grace: float = _TERM_GRACE) -> None:
         """Stop every running build's process group (SIGTERM, then SIGKILL after ``grace``), and any started
         from now on."""
+        import signal
+        import subprocess
+
         with self._lock:
             self._stopping = True
             procs = [proc for proc, _ in self._running.values()]
@@ -118,6 +130,8 @@ def run_build(
     Raises:
         BuildError: it exited non-zero, was killed, timed out or could not start; carries the output.
     """
+    import subprocess
+
     log.debug("running build command in %s", cwd)
     try:
         proc = subprocess.Popen(
@@ -165,6 +179,8 @@ def run_build(
 
 def _wait(proc: subprocess.Popen[bytes], timeout: Optional[float]) -> bool:
     """Wait for the build to exit; True when it ran past ``timeout`` (and was stopped)."""
+    import subprocess
+
     try:
         proc.wait(timeout=timeout)
         return False

@@ -19,7 +19,6 @@ A list of patterns is gitignore syntax relative to the source (``pathspec.GitIgn
 
 from __future__ import annotations
 
-import csv
 import functools
 import io
 import posixpath
@@ -27,13 +26,14 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Callable, Optional, Union
-
-from pathspec import GitIgnoreSpec
+from typing import TYPE_CHECKING, Callable, Optional, Union
 
 from fgsync.errors import PackageError
 from fgsync.package.archive import CHUNK
 from fgsync.package.walk import OpenFile, SourceFile, open_source_file, read_error
+
+if TYPE_CHECKING:  # imported where used: every packaging imports this module, few functions have patterns
+    from pathspec import GitIgnoreSpec
 
 __all__ = [
     "AUTO",
@@ -140,6 +140,8 @@ def _compiled(patterns: tuple[str, ...]) -> GitIgnoreSpec:
 
 
 def _compile(patterns: Sequence[str]) -> GitIgnoreSpec:
+    from pathspec import GitIgnoreSpec
+
     try:
         return GitIgnoreSpec.from_lines(list(patterns))
     except ValueError as exc:
@@ -156,6 +158,8 @@ def record_paths(text: str) -> list[str]:
     Raises:
         ValueError: the text is not CSV.
     """
+    import csv  # here: only "auto" with a RECORD reads CSV
+
     paths: list[str] = []
     for row in csv.reader(io.StringIO(text)):
         if not row or not row[0].strip():
@@ -238,6 +242,8 @@ class DependencySelector:
         return is_dependency
 
     def _parse_record(self, src: SourceFile) -> list[str]:
+        import csv
+
         if src.size > _MAX_RECORD_BYTES:
             raise PackageError(f"{src.rel} is {src.size:,} bytes: too big for a RECORD file; reinstall the package")
         try:

@@ -7,9 +7,14 @@ Modules: ``http`` (what every client shares: retries, the deadline, streamed bod
 (their wire models), ``errors`` (answers and transport failures -> the messages users read), ``deadline``
 (connect-to-last-byte budgets, enforced at the sockets), ``obs`` (the OBS object calls, OBS's XML errors, object
 URLs and package keys).
+
+The OBS names are loaded on first use (PEP 562): ``obs`` brings ``xml.etree`` and the OBS signer (~5 ms), which a
+config without ``[obs]`` never needs.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from fgsync.remote.client import (
     FunctionGraphClient,
@@ -27,16 +32,40 @@ from fgsync.remote.models import (
     dependency_description,
     description_sha256,
 )
-from fgsync.remote.obs import (
-    MAX_OBS_PACKAGE_BYTES,
-    ObjectInfo,
-    ObsAuthError,
-    ObsClient,
-    ObsError,
-    ObsPermissionError,
-    default_obs_endpoint,
-    package_object_key,
+
+if TYPE_CHECKING:
+    from fgsync.remote.obs import (
+        MAX_OBS_PACKAGE_BYTES,
+        ObjectInfo,
+        ObsAuthError,
+        ObsClient,
+        ObsError,
+        ObsPermissionError,
+        default_obs_endpoint,
+        package_object_key,
+    )
+
+_OBS_NAMES = frozenset(
+    {
+        "MAX_OBS_PACKAGE_BYTES",
+        "ObjectInfo",
+        "ObsAuthError",
+        "ObsClient",
+        "ObsError",
+        "ObsPermissionError",
+        "default_obs_endpoint",
+        "package_object_key",
+    }
 )
+
+
+def __getattr__(name: str) -> Any:
+    if name in _OBS_NAMES:
+        from fgsync.remote import obs
+
+        return getattr(obs, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "MAX_OBS_PACKAGE_BYTES",

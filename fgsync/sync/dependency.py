@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from fgsync.errors import ApiError, DependencyInUseError, DependencyNotFoundError, PackageError
 from fgsync.events import Emit, Event
-from fgsync.state import DependencyRecord
 from fgsync.sync.upload import UploadRoute
 
 if TYPE_CHECKING:  # fgsync.remote imports httpx: `fgsync package` and `status` of packages alone never need it
     from fgsync.config import FunctionConfig
     from fgsync.package import Package
     from fgsync.remote import DependencyVersion, FunctionGraphClient, RemoteCode
+    from fgsync.state import DependencyRecord  # imported where a record is made: `fgsync package` makes none
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +182,8 @@ def _find_or_publish(
                 return _record(version, name), "reused"
     via_obs = route.through_obs(fn, package, dependency=True)  # PackageError before any upload: fits nowhere
     if dry_run:
+        from fgsync.state import DependencyRecord
+
         return DependencyRecord(name=name, dep_id="", version_id="", version=0, sha256=sha256), "published"
     from fgsync.remote import dependency_description
 
@@ -202,6 +204,8 @@ def _find_or_publish(
 
 
 def _record(version: DependencyVersion, name: str) -> DependencyRecord:
+    from fgsync.state import DependencyRecord
+
     return DependencyRecord(
         name=version.name or name,
         dep_id=version.dep_id,

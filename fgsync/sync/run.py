@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Optional
 
 from fgsync.config import FunctionConfig
-from fgsync.errors import ApiError, DriftError, PackageError
+from fgsync.errors import ApiError, DriftError
 from fgsync.events import (
     SKIP_REMOTE_IDENTICAL,
     SKIP_SERVER_UNCHANGED,
@@ -50,15 +50,13 @@ from fgsync.events import (
     Emit,
     Event,
 )
-from fgsync.ignore import IgnoreRules
-from fgsync.package import BuildProcesses, Package, SplitPackage, build_split_package, run_build
-from fgsync.package.walk import missing_source
-from fgsync.state import PushRecord, StateStore
+from fgsync.package import BuildProcesses, Package, SplitPackage, build_and_package, build_function_packages
 from fgsync.sync.dependency import DependencyPlan, delete_retired, dependency_name, plan_dependency
 from fgsync.sync.upload import UploadRoute
 
-if TYPE_CHECKING:  # httpx costs ~70 ms to import: `fgsync package` never needs it
-    from fgsync.remote import FunctionGraphClient, ProgressHook, RemoteCode
+if TYPE_CHECKING:  # httpx costs ~70 ms to import, the state (with its locks and JSON) ~10 ms: `fgsync package`
+    from fgsync.remote import FunctionGraphClient, ProgressHook, RemoteCode  # needs neither
+    from fgsync.state import PushRecord, StateStore
 
 #: How a sync packages a function: its code zip and, with dependencies, its dependency package.
 PackageFn = Callable[[FunctionConfig], SplitPackage]
@@ -94,67 +92,12 @@ def package_split(fn: FunctionConfig, *, route: Optional[UploadRoute] = None) ->
     and, with ``dependencies``, the dependency package, from one walk; as large as ``route`` can send (50 MB of
     code and 40 MB of dependency in the request, 300 MB each through ``[obs]``)."""
     route = route or UploadRoute()
-    rules = IgnoreRules.for_function(fn.source, exclude=fn.exclude, use_gitignore=fn.use_gitignore)
-    return build_split_package(
-        fn.source,
-        rules=rules,
-        dependencies=fn.dependencies,
-        code_type=fn.code_type,
-        artifact=fn.artifact,
-        max_bytes=route.max_code_bytes,
-        max_dependency_bytes=route.max_dependency_bytes,
-    )
+    return build_function_packages(fn, max_bytes=route.max_code_bytes, max_dependency_bytes=route.max_dependency_bytes)
 
 
 def package_function(fn: FunctionConfig) -> Package:
     """The function's code package, from scratch (what a push uploads as code)."""
     return package_split(fn).code
-
-
-def build_and_package(
-    fn: FunctionConfig,
-    *,
-    emit: Emit,
-    package_fn: Optional[PackageFn] = None,
-    after_build: Optional[Callable[[FunctionConfig], None]] = None,
-    processes: Optional[BuildProcesses] = None,
-    clock: Callable[[], float] = time.monotonic,
-    dependency: bool = False,
-) -> SplitPackage:
-    """Run the function's `build` command (if any), package it, and emit `packaged`.
-
-    Args:
-        fn: the function.
-        emit: where `packaged` goes.
-        package_fn: how to package (default: a cold :func:`package_split`).
-        after_build: called right after a successful build, before packaging (the daemon takes the digest of
-            the inputs there: see :mod:`fgsync.package.fingerprint`).
-        processes: where the running build is registered, so an abort can stop it.
-        clock: monotonic seconds.
-        dependency: report the dependency package in `packaged` (``package: "dependency"``, ``sha256``)
-            instead of the code zip.
-
-    Raises:
-        SourceError: the source folder is missing.
-        BuildError, PackageError: the function could not be packaged (or, with ``dependency``, has no
-            dependency package).
-    """
-    started = clock()
-    if fn.build:
-        if not fn.source.is_dir():
-            raise missing_source(fn.source)  # before the shell says "No such file or directory" about cwd
-        run_build(fn.build, fn.source, timeout=fn.build_timeout_s, processes=processes)
-        if after_build is not None:
-            after_build(fn)
-    split = (package_fn or package_split)(fn)
-    shown = split.dependency if dependency else split.code
-    if shown is None:
-        raise PackageError(f"{fn.name} has no dependency package")
-    fields = {"files": shown.files, "bytes": shown.size, "sha512": shown.sha512, "ms": _ms(clock() - started)}
-    if dependency:
-        fields.update(package="dependency", sha256=shown.sha256)
-    emit(Event("packaged", fn.name, fields))
-    return split
 
 
 def skip_reason(sha512: str, record: Optional[PushRecord], remote_digest: str) -> Optional[str]:

@@ -19,11 +19,10 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Collection, Generator, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import TYPE_CHECKING, Callable, Optional, Union
 
 from fgsync.errors import PackageError
 from fgsync.ignore import IgnoreRules
@@ -42,6 +41,9 @@ from fgsync.package.dependencies import (
 )
 from fgsync.package.rewalk import rewalk
 from fgsync.package.walk import OpenFile, SourceFile, VanishedError, Walk, open_source_file, walk_tree
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 __all__ = [
     "CACHE_BYTES",
@@ -493,6 +495,8 @@ class PackageBuilder:
                 batch, weight, raw = [], 0, 0
         if batch:
             batches.append((batch, raw))
+        from concurrent.futures import ThreadPoolExecutor  # here: a small package is deflated on this thread
+
         pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="fgsync-deflate")
         pending = deque(batches)
         # Only a few batches in flight, not all of them: the workers may not run ahead of the archive by more than

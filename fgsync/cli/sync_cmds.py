@@ -14,7 +14,6 @@ from fgsync.config import Config, FunctionConfig, select_functions
 from fgsync.errors import EXIT_CREDENTIALS, EXIT_OK, CredentialsError, FgsyncError
 from fgsync.events import Event, error_event
 from fgsync.sync import decide_state, package_split, recorded_push, sync_function
-from fgsync.sync.dependency import dependency_status
 from fgsync.sync.upload import UploadRoute
 
 if TYPE_CHECKING:
@@ -229,6 +228,8 @@ def _status_one(app: AppContext, config: Config, fn: FunctionConfig, client: Fun
         fields["code_url"] = remote.code_url  # the code came through OBS: which object
     recorded = record.dependency if record is not None else None
     if fn.has_dependencies or recorded is not None:
+        from fgsync.sync.dependency import dependency_status  # here: a function without dependencies never needs it
+
         fields["dependency"], says = dependency_status(split.dependency, recorded, remote.depend_version_list)
         if says == "drift" or (says == "out-of-sync" and state == "in-sync"):
             fields["state"] = says

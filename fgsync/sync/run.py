@@ -51,12 +51,13 @@ from fgsync.events import (
     Event,
 )
 from fgsync.package import BuildProcesses, Package, SplitPackage, build_and_package, build_function_packages
-from fgsync.sync.dependency import DependencyPlan, delete_retired, dependency_name, plan_dependency
 from fgsync.sync.upload import UploadRoute
 
 if TYPE_CHECKING:  # httpx costs ~70 ms to import, the state (with its locks and JSON) ~10 ms: `fgsync package`
     from fgsync.remote import FunctionGraphClient, ProgressHook, RemoteCode  # needs neither
     from fgsync.state import PushRecord, StateStore
+    from fgsync.sync.dependency import DependencyPlan  # imported where used: a function without dependencies
+    # (an editor's save) never loads the dependency step
 
 #: How a sync packages a function: its code zip and, with dependencies, its dependency package.
 PackageFn = Callable[[FunctionConfig], SplitPackage]
@@ -224,6 +225,8 @@ def _decide(
     record = store.reconcile(endpoint, fn.urn, remote.digest, persist=not dry_run)
     plan = None
     if fn.has_dependencies or _had_dependency(fn, record, remote):
+        from fgsync.sync.dependency import plan_dependency  # here: see the TYPE_CHECKING import
+
         recorded = record.dependency if record is not None else None
         plan = plan_dependency(
             fn, split.dependency, remote, recorded, client=client, route=route, emit=emit, dry_run=dry_run
@@ -232,6 +235,8 @@ def _decide(
     if reason is not None and (plan is None or not plan.changes_list):
         emit(Event("skipped", fn.name, {"reason": reason}))
         if record is not None and record.retired and not dry_run:
+            from fgsync.sync.dependency import delete_retired  # here: see the TYPE_CHECKING import
+
             store.retire(endpoint, fn.urn, delete_retired(fn, record.retired, client=client))
         return result("skipped", reason, remote.digest)
     drift = is_drift(package.sha512, record, remote.digest) or (plan is not None and plan.detached)
@@ -241,6 +246,8 @@ def _decide(
     if dry_run:
         would = f"upload {package.size} bytes to {fn.urn}"
         if plan is not None and plan.action == "published":
+            from fgsync.sync.dependency import dependency_name  # here: see the TYPE_CHECKING import
+
             assert split.dependency is not None
             would += f", after publishing {split.dependency.size} bytes as a new version of {dependency_name(fn)}"
         emit(Event("skipped", fn.name, {"reason": SKIP_DRY_RUN}, extra={"would": would}))
@@ -267,6 +274,10 @@ def _had_dependency(fn: FunctionConfig, record: Optional[PushRecord], remote: Re
     """Whether fgsync attached a dependency to the function before (now ``off``: it is detached and deleted)."""
     if record is not None and (record.dependency is not None or record.retired):
         return True
+    if not remote.dependencies:
+        return False
+    from fgsync.sync.dependency import dependency_name  # here: see the TYPE_CHECKING import
+
     name = dependency_name(fn)
     return any(version.name == name for version in remote.dependencies)
 
@@ -377,6 +388,8 @@ def _push(
     # StateError: pushed, but not recorded
     store.put(endpoint, fn.urn, package.sha512, answer.digest, dependency=target, retired=retired)
     if retired:
+        from fgsync.sync.dependency import delete_retired  # here: see the TYPE_CHECKING import
+
         store.retire(endpoint, fn.urn, delete_retired(fn, retired, client=client))
     if route.obs is not None:
         in_use = {f"{route.obs.folder(fn)}{sha}.zip" for sha in (package.sha256, target.sha256 if target else "")}

@@ -71,3 +71,12 @@ def test_version_and_package_never_load_ssl(project: Path) -> None:
         proc = subprocess.run([sys.executable, "-c", probe, *args], cwd=project, capture_output=True, text=True)
         seen = json.loads(proc.stdout.strip().splitlines()[-1])
         assert seen["code"] == 0 and seen["heavy"] == [], args
+
+
+def test_token_push_of_a_function_without_dependencies_loads_neither_signer_nor_dependency_step(project: Path) -> None:
+    """A token needs no AK/SK signer (nor hmac); a function without dependencies none of the dependency step."""
+    for command in ("push", "status"):
+        seen = imported(project, command, env={"FGSYNC_TOKEN": TOKEN})
+        assert seen["code"] == 0, command
+        assert "fgsync.auth.signer" not in seen["fgsync"], command
+        assert "fgsync.sync.dependency" not in seen["fgsync"], command

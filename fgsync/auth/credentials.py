@@ -32,13 +32,13 @@ from fgsync.auth.iam import (
     require_usable_token,
     ssl_verify,
 )
-from fgsync.auth.signer import SdkHmacSigner, mask_ak
 from fgsync.errors import CredentialsError, FgsyncError, KeyringError
 from fgsync.upload import UploadBody
 
 if TYPE_CHECKING:  # keyring costs ~80 ms to import: credentials from the environment never load it
     from fgsync.auth.keyring_store import KeyringStore
     from fgsync.auth.temporary import KeySource
+# fgsync.auth.signer (SDK-HMAC-SHA256, with hmac) is imported where an AK/SK is used: a token never needs it.
 
 __all__ = [
     "RENEW_BEFORE_S",
@@ -58,6 +58,12 @@ RENEW_BEFORE_S = 3600.0
 _RENEW_BACKOFF_S = 300.0
 
 Verify = Union[bool, str, ssl.SSLContext]
+
+
+def _masked(ak: str) -> str:
+    from fgsync.auth.signer import mask_ak  # here: see the imports
+
+    return mask_ak(ak)
 
 
 def _store_for(iam_endpoint: str, project_id: str, env: Mapping[str, str]) -> KeyringStore:
@@ -132,6 +138,8 @@ class Credentials:
     def auth(self) -> httpx.Auth:
         """The ``httpx.Auth`` for FunctionGraph requests: ``X-Auth-Token`` (renewing), or the AK/SK signer."""
         if self.kind == "aksk":
+            from fgsync.auth.signer import SdkHmacSigner  # here: see the imports
+
             assert self._ak is not None and self._sk is not None
             return SdkHmacSigner(self._ak, self._sk, self.project_id, clock=self._clock)
         return _TokenAuth(self)
@@ -177,7 +185,7 @@ class Credentials:
             "password_remembered": self.password_remembered
             if self.source == "keyring" and self.kind == "token"
             else None,
-            "ak": mask_ak(self._ak) if self._ak else None,
+            "ak": _masked(self._ak) if self._ak else None,
         }
 
     def seconds_left(self) -> Optional[float]:
@@ -391,7 +399,7 @@ def resolve_credentials(
         if not (ak and sk):
             missing = "CLOUD_SDK_SK" if ak else "CLOUD_SDK_AK"
             raise CredentialsError(f"{missing} is not set: CLOUD_SDK_AK and CLOUD_SDK_SK go together")
-        logger.debug("credentials: CLOUD_SDK_AK %s", mask_ak(ak))
+        logger.debug("credentials: CLOUD_SDK_AK %s", _masked(ak))
         return Credentials(source="env", kind="aksk", ak=ak, sk=sk, **common)
 
     from fgsync.auth.keyring_store import load_record
@@ -400,7 +408,7 @@ def resolve_credentials(
     if auth_method == "aksk":
         pair = load_record(store, "aksk", ("ak", "sk"))
         if pair is not None:
-            logger.debug("credentials: keyring AK/SK %s", mask_ak(pair["ak"]))
+            logger.debug("credentials: keyring AK/SK %s", _masked(pair["ak"]))
             return Credentials(source="keyring", kind="aksk", ak=pair["ak"], sk=pair["sk"], store=store, **common)
     else:
         record = load_record(store, "token", ("token",))

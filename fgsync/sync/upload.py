@@ -120,9 +120,11 @@ class UploadRoute:
         Raises:
             PackageError: it does not fit in a request and there is no ``[obs]``; or it is over OBS's 300 MB.
         """
-        from fgsync.auth.signer import MAX_SIGNED_BODY_BYTES  # here: the signer module imports httpx
-
         direct = MAX_DEPENDENCY_BYTES if dependency else MAX_PACKAGE_BYTES
+        if package.size <= direct and not self.signed:
+            return False
+        from fgsync.auth.signer import MAX_SIGNED_BODY_BYTES  # here: the signer (httpx, hmac) is for AK/SK only
+
         signed_fits = not self.signed or signed_body_bytes(package.size) <= MAX_SIGNED_BODY_BYTES
         if package.size <= direct and signed_fits:
             return False

@@ -31,9 +31,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_EXPIRES_RE = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?\s*(Z|[+-]\d{2}:?\d{2})?$"
-)
+# Compiled on first use (re keeps it), as _SUBJECT_TOKEN_RE: a token from the environment needs neither.
+_EXPIRES_RE = r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?\s*(Z|[+-]\d{2}:?\d{2})?$"
 
 
 @dataclass(frozen=True)
@@ -49,7 +48,7 @@ def parse_expires(text: str) -> Optional[_dt.datetime]:
 
     A time without a zone is taken as UTC (IAM writes UTC).
     """
-    match = _EXPIRES_RE.match(text.strip())
+    match = re.match(_EXPIRES_RE, text.strip())
     if match is None:
         return None
     year, month, day, hour, minute, second, fraction, zone = match.groups()
@@ -130,7 +129,7 @@ def ssl_verify(verify: Union[bool, str, ssl.SSLContext]) -> Union[bool, ssl.SSLC
     return True
 
 
-_SUBJECT_TOKEN_RE = re.compile(r"(b?['\"]x-subject-token['\"],\s*b?['\"])[^'\"]*", re.IGNORECASE)
+_SUBJECT_TOKEN_RE = r"(?i)(b?['\"]x-subject-token['\"],\s*b?['\"])[^'\"]*"
 
 
 class _RedactSubjectToken(logging.Filter):
@@ -139,7 +138,7 @@ class _RedactSubjectToken(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
         if "subject-token" in text.lower():
-            record.msg = _SUBJECT_TOKEN_RE.sub(r"\1<hidden>", text)
+            record.msg = re.sub(_SUBJECT_TOKEN_RE, r"\1<hidden>", text)
             record.args = ()
         return True
 

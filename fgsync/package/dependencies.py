@@ -63,7 +63,7 @@ MAX_DEPENDENCY_BYTES = 41_943_040
 MAX_DEPENDENCY_OBS_BYTES = 314_572_800
 
 NODE_MODULES = "node_modules/"
-_RECORD_RE = re.compile(r"^[^/]+\.dist-info/RECORD$")
+_RECORD_RE = r"^[^/]+\.dist-info/RECORD$"  # compiled on first use (re keeps it): only "auto" looks for RECORDs
 # A RECORD is a few KB; one that is not is not a RECORD, and holding it whole would be a waste.
 _MAX_RECORD_BYTES = 64 * 1024 * 1024
 _MEMO_LIMIT = 200_000
@@ -225,7 +225,7 @@ class DependencySelector:
         for src in files:
             rel = src.rel
             # Only names ending in "/RECORD" at depth one can match: a cheap filter before the regex.
-            if rel.endswith("/RECORD") and _RECORD_RE.match(rel):
+            if rel.endswith("/RECORD") and re.match(_RECORD_RE, rel):
                 kept = self._records.get(rel)
                 if kept is None or not kept[1] or kept[0] != src:
                     trusted = max(src.mtime_ns, src.ctime_ns) + self._racy_margin_ns < read_at

@@ -36,14 +36,15 @@ from fgsync.remote.deadline import Deadline
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 #: The API gateway refuses a signed request whose X-Sdk-Date is further than this from its clock.
 SIGNATURE_WINDOW_S = 15 * 60
+# The patterns below are compiled on first use (re keeps them): most only ever serve a failure.
 # Words a gateway uses when it refuses a signature for its time (Huawei's APIG: "x-sdk-date", "signature
 # expired"; the emulator: "...away from the server's clock").
-_SKEW_WORDS = re.compile(r"x-sdk-date|clock|signature (?:has )?expired|request (?:has )?expired|time ?skew", re.I)
-_ERRNO_PREFIX = re.compile(r"^\[Errno -?\d+\]\s*")
-_SSL_SUFFIX = re.compile(r"\s*\(_ssl\.c:\d+\)$")
+_SKEW_WORDS = r"(?i)x-sdk-date|clock|signature (?:has )?expired|request (?:has )?expired|time ?skew"
+_ERRNO_PREFIX = r"^\[Errno -?\d+\]\s*"
+_SSL_SUFFIX = r"\s*\(_ssl\.c:\d+\)$"
 _TLS_NOT_SPOKEN = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL"})
 # FunctionGraph's codes come as FSS.xxxx, and in one doc page as FGS.xxxx: the classes and hints go by the number.
-_SERVICE_CODE = re.compile(r"^(?:FSS|FGS)\.(\d{4})$", re.IGNORECASE)
+_SERVICE_CODE = r"(?i)^(?:FSS|FGS)\.(\d{4})$"
 #: Codes with an error class of their own (the caller acts on them: keeps an in-use version, republishes).
 _CODE_CLASSES: dict[str, type[ApiError]] = {"1033": DependencyInUseError, "1056": DependencyNotFoundError}
 #: What to do about a code, when the service's message does not say it (a call may replace it with its own).
@@ -143,12 +144,12 @@ def _detail(error: BaseException, causes: list[BaseException]) -> str:
     for cause in reversed(causes):
         if isinstance(cause, OSError) and not isinstance(cause, ssl.SSLError) and cause.strerror:
             return str(cause.strerror)
-    text = _ERRNO_PREFIX.sub("", str(error)).strip()
-    return _SSL_SUFFIX.sub("", text) or type(error).__name__
+    text = re.sub(_ERRNO_PREFIX, "", str(error)).strip()
+    return re.sub(_SSL_SUFFIX, "", text) or type(error).__name__
 
 
 def _ssl_words(error: ssl.SSLError) -> str:
-    return _SSL_SUFFIX.sub("", str(getattr(error, "verify_message", None) or error.reason or error))
+    return re.sub(_SSL_SUFFIX, "", str(getattr(error, "verify_message", None) or error.reason or error))
 
 
 def _verify_failed(where: str, error: ssl.SSLCertVerificationError, endpoint_key: str) -> str:
@@ -212,7 +213,7 @@ def error_from_response(response: httpx.Response, *, endpoint_key: str = "endpoi
 
 def service_code_number(code: Optional[str]) -> str:
     """``1033`` for ``FSS.1033`` or ``FGS.1033``; ``""`` for other codes (``APIGW.0301``, ``HTTP.400``)."""
-    match = _SERVICE_CODE.match(code or "")
+    match = re.match(_SERVICE_CODE, code or "")
     return match.group(1) if match else ""
 
 
@@ -337,7 +338,7 @@ def clock_skew(response: httpx.Response, message: str) -> tuple[bool, Optional[f
         offset = sent - served
     except (ValueError, TypeError, IndexError, OverflowError):
         offset = None
-    skewed = bool(_SKEW_WORDS.search(message)) or (offset is not None and abs(offset) > SIGNATURE_WINDOW_S)
+    skewed = bool(re.search(_SKEW_WORDS, message)) or (offset is not None and abs(offset) > SIGNATURE_WINDOW_S)
     return skewed, offset if offset is not None and abs(offset) >= 60 else None
 
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 _DESCRIPTION_PREFIX = "fgsync sha256="
-_DESCRIPTION_SHA256 = re.compile(r"(?:^|\s)fgsync sha256=([0-9a-fA-F]{64})(?=\s|$)")
+# Compiled on first use (re keeps it): only a function with dependencies reads descriptions.
+_DESCRIPTION_SHA256 = r"(?:^|\s)fgsync sha256=([0-9a-fA-F]{64})(?=\s|$)"
 # Epoch seconds this large are milliseconds (year 5138 in seconds): accept both.
 _MILLISECONDS = 100_000_000_000
 
@@ -83,7 +84,7 @@ def dependency_description(sha256: str) -> str:
 
 def description_sha256(description: str) -> Optional[str]:
     """The SHA-256 (lowercase hex) in a description fgsync wrote, else None (a user's own dependency)."""
-    match = _DESCRIPTION_SHA256.search(description or "")
+    match = re.search(_DESCRIPTION_SHA256, description or "")
     return match.group(1).lower() if match else None
 
 

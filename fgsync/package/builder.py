@@ -39,7 +39,6 @@ from fgsync.package.dependencies import (
     dependency_size_fix,
     obs_fix,
 )
-from fgsync.package.rewalk import rewalk
 from fgsync.package.walk import OpenFile, SourceFile, VanishedError, Walk, open_source_file, walk_tree
 
 if TYPE_CHECKING:
@@ -319,6 +318,8 @@ class PackageBuilder:
             previous = None
         walk = None
         if changed is not None and previous is not None:
+            from fgsync.package.rewalk import rewalk  # here: only the daemon's repacks know what changed
+
             walk = rewalk(self.source, self._rules, previous, changed)
         partial = walk is not None
         if walk is None:

@@ -5,11 +5,11 @@ send inline.
 Modules: ``http`` (what every client shares: retries, the deadline, streamed bodies from ``fgsync.upload``),
 ``client`` (the FunctionGraph calls), ``dependencies`` (the dependency calls, a mixin of the client), ``models``
 (their wire models), ``errors`` (answers and transport failures -> the messages users read), ``deadline``
-(connect-to-last-byte budgets, enforced at the sockets), ``obs`` (the OBS object calls, OBS's XML errors, object
-URLs and package keys).
+(connect-to-last-byte budgets, enforced at the sockets), ``invocation`` (what InvokeFunction answers), ``obs``
+(the OBS object calls, OBS's XML errors, object URLs and package keys).
 
 The OBS names are loaded on first use (PEP 562): ``obs`` brings ``xml.etree`` and the OBS signer (~5 ms), which a
-config without ``[obs]`` never needs.
+config without ``[obs]`` never needs; so is ``Invocation`` (``invocation``), which only `fgsync invoke` needs.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from fgsync.remote.client import (
     FunctionGraphClient,
-    Invocation,
     ProgressHook,
     RemoteCode,
     RemoteConfig,
@@ -34,6 +33,7 @@ from fgsync.remote.models import (
 )
 
 if TYPE_CHECKING:
+    from fgsync.remote.invocation import Invocation
     from fgsync.remote.obs import (
         MAX_OBS_PACKAGE_BYTES,
         ObjectInfo,
@@ -64,6 +64,10 @@ def __getattr__(name: str) -> Any:
         from fgsync.remote import obs
 
         return getattr(obs, name)
+    if name == "Invocation":
+        from fgsync.remote.invocation import Invocation
+
+        return Invocation
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

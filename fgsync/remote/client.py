@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 from urllib.parse import quote
 
 import httpx
@@ -28,9 +28,12 @@ from fgsync.remote.http import HttpService, ProgressHook, RetryPolicy, Verify
 from fgsync.remote.models import DependencyVersion, parse_attached
 from fgsync.upload import UploadBody
 
+if TYPE_CHECKING:
+    from fgsync.remote.invocation import Invocation  # imported where used: only `fgsync invoke` needs it
+
 log = logging.getLogger(__name__)
 
-__all__ = ["FunctionGraphClient", "Invocation", "ProgressHook", "RemoteCode", "RemoteConfig", "RetryPolicy", "Verify"]
+__all__ = ["FunctionGraphClient", "ProgressHook", "RemoteCode", "RemoteConfig", "RetryPolicy", "Verify"]
 
 
 @dataclass(frozen=True)
@@ -75,19 +78,6 @@ class RemoteConfig:
     #: Where the code came from with ``code_type = "obs"``: the object's URL ("" otherwise).
     code_url: str = ""
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Invocation:
-    """A sync invocation's answer (v1 format)."""
-
-    request_id: str
-    status: int
-    result: str
-    log: str
-    ms: int
-    function_error: bool
-    summary: Mapping[str, Any] = field(default_factory=dict)
 
 
 class FunctionGraphClient(DependencyCalls, HttpService):
@@ -222,6 +212,8 @@ class FunctionGraphClient(DependencyCalls, HttpService):
 
     def invoke(self, urn: str, event: bytes) -> Invocation:
         """Sync InvokeFunction with the v1 answer and the log tail. Not retried: a handler may have effects."""
+        from fgsync.remote.invocation import Invocation  # here: see the TYPE_CHECKING import
+
         started = time.monotonic()
         headers = {"X-Cff-Log-Type": "tail", "X-CFF-Request-Version": "v1"}
         url = self._function_url(urn, "invocations")

@@ -116,12 +116,13 @@ class AppContext:
     def make_route(self, config: Config, credentials: Credentials) -> UploadRoute:
         """How this command sends packages: in the request, or through ``[obs]`` (an OBS client signed with the
         AK/SK, or with temporary keys IAM issues for the token)."""
-        from fgsync.sync.upload import ObsTarget, UploadRoute
+        from fgsync.sync.upload import UploadRoute
 
         obs = None
         if config.obs is not None:
             from fgsync.auth.temporary import ObsAuth
             from fgsync.remote import ObsClient
+            from fgsync.sync.obs_target import ObsTarget
 
             client = ObsClient(
                 config.obs.endpoint,

@@ -7,77 +7,33 @@ name>/<sha256>.zip`` (a HEAD first: an object already there is not sent again), 
 dependency version) is given the object's URL. Through OBS the limit is 300 MB. Without ``[obs]`` a package
 that does not fit is refused before any upload, naming its size, the limit and ``[obs]``.
 
-Objects fgsync put for a function are deleted once the function no longer uses them; the newest two are kept.
+Objects fgsync put for a function are deleted once the function no longer uses them; the newest two are kept
+(:mod:`fgsync.sync.obs_target`, loaded only for a config with ``[obs]``).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
-from fgsync.config import urn_package_and_name
-from fgsync.errors import ApiError, PackageError
+from fgsync.errors import PackageError
 from fgsync.package.builder import MAX_PACKAGE_BYTES
 from fgsync.package.dependencies import MAX_DEPENDENCY_BYTES, MAX_DEPENDENCY_OBS_BYTES
 
 if TYPE_CHECKING:
     from fgsync.config import FunctionConfig
     from fgsync.package import Package
-    from fgsync.remote import ObsClient, ProgressHook
-
-log = logging.getLogger(__name__)
+    from fgsync.sync.obs_target import ObsTarget  # imported where [obs] is set up (cli.context): most configs lack it
 
 #: Through OBS a package (code or dependency) may reach 300 MB (314,572,800 bytes).
 MAX_OBS_BYTES = MAX_DEPENDENCY_OBS_BYTES
 #: The JSON around the base64 of a package, at most (code_type, code_filename, the dependency list, ...).
 _FRAME_BYTES = 4096
-#: How many of a function's objects stay in the bucket besides those in use.
-KEEP_OBJECTS = 2
 
 
 def signed_body_bytes(size: int) -> int:
     """The request body for a package of ``size`` bytes, at most: its base64 in fgsync's JSON."""
     return 4 * ((size + 2) // 3) + _FRAME_BYTES
-
-
-@dataclass(frozen=True)
-class ObsTarget:
-    """``[obs]``: the bucket (through its client) and the key prefix."""
-
-    client: ObsClient
-    prefix: str
-
-    def folder(self, fn: FunctionConfig) -> str:
-        """Where the function's objects live: ``<prefix><package>/<function name>/``."""
-        package, name = urn_package_and_name(fn.urn)
-        return f"{self.prefix}{package}/{name}/"
-
-    def key(self, fn: FunctionConfig, package: Package) -> str:
-        return f"{self.folder(fn)}{package.sha256}.zip"
-
-    def put(self, fn: FunctionConfig, package: Package, *, progress: Optional[ProgressHook] = None) -> str:
-        """Put the package into the bucket (unless an object of the same key and size is there); its URL."""
-        key = self.key(fn, package)
-        found = self.client.head(key)
-        if found is not None and found.size == package.size:
-            log.info("%s: %s is already in the bucket; not sent again", fn.name, key)
-        else:
-            self.client.put(key, package.data, progress=progress)
-        return self.client.object_url(key)
-
-    def clean(self, fn: FunctionConfig, in_use: Collection[str]) -> None:
-        """Delete the function's objects it no longer uses, but the newest two; never raises (the push worked)."""
-        try:
-            objects = self.client.list(self.folder(fn))
-            objects.sort(key=lambda o: o.last_modified, reverse=True)
-            for info in objects[KEEP_OBJECTS:]:
-                if info.key not in in_use:
-                    self.client.delete(info.key)
-                    log.info("%s: deleted %s from the bucket (no longer used)", fn.name, info.key)
-        except ApiError as error:
-            log.warning("%s: could not clean up old objects in the bucket: %s", fn.name, error.message)
 
 
 @dataclass(frozen=True)

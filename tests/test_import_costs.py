@@ -73,10 +73,12 @@ def test_version_and_package_never_load_ssl(project: Path) -> None:
         assert seen["code"] == 0 and seen["heavy"] == [], args
 
 
-def test_token_push_of_a_function_without_dependencies_loads_neither_signer_nor_dependency_step(project: Path) -> None:
-    """A token needs no AK/SK signer (nor hmac); a function without dependencies none of the dependency step."""
+def test_token_push_of_a_function_without_dependencies_loads_neither_signer_nor_dependency_code(project: Path) -> None:
+    """A token needs no AK/SK signer (nor hmac); a function without dependencies neither the dependency step nor
+    the dependency wire models; a config without [obs] not its bucket side."""
     for command in ("push", "status"):
         seen = imported(project, command, env={"FGSYNC_TOKEN": TOKEN})
         assert seen["code"] == 0, command
-        assert "fgsync.auth.signer" not in seen["fgsync"], command
-        assert "fgsync.sync.dependency" not in seen["fgsync"], command
+        loaded = set(seen["fgsync"])
+        assert not loaded & {"fgsync.auth.signer", "fgsync.sync.dependency", "fgsync.remote.models"}, command
+        assert not loaded & {"fgsync.sync.obs_target", "fgsync.remote.obs", "fgsync.remote.invocation"}, command

@@ -9,7 +9,8 @@ Modules: ``http`` (what every client shares: retries, the deadline, streamed bod
 (the OBS object calls, OBS's XML errors, object URLs and package keys).
 
 The OBS names are loaded on first use (PEP 562): ``obs`` brings ``xml.etree`` and the OBS signer (~5 ms), which a
-config without ``[obs]`` never needs; so is ``Invocation`` (``invocation``), which only `fgsync invoke` needs.
+config without ``[obs]`` never needs; so are ``Invocation`` (``invocation``), which only `fgsync invoke` needs, and
+the dependency wire models (``models``), which a function without dependencies never needs.
 """
 
 from __future__ import annotations
@@ -25,15 +26,15 @@ from fgsync.remote.client import (
 )
 from fgsync.remote.deadline import UPLOAD_BYTES_PER_S, install_deadlines, request_budget, request_deadline
 from fgsync.remote.errors import error_from_response, host_port, network_error
-from fgsync.remote.models import (
-    DependencySummary,
-    DependencyVersion,
-    dependency_description,
-    description_sha256,
-)
 
 if TYPE_CHECKING:
     from fgsync.remote.invocation import Invocation
+    from fgsync.remote.models import (
+        DependencySummary,
+        DependencyVersion,
+        dependency_description,
+        description_sha256,
+    )
     from fgsync.remote.obs import (
         MAX_OBS_PACKAGE_BYTES,
         ObjectInfo,
@@ -58,6 +59,8 @@ _OBS_NAMES = frozenset(
     }
 )
 
+_MODEL_NAMES = frozenset({"DependencySummary", "DependencyVersion", "dependency_description", "description_sha256"})
+
 
 def __getattr__(name: str) -> Any:
     if name in _OBS_NAMES:
@@ -68,6 +71,10 @@ def __getattr__(name: str) -> Any:
         from fgsync.remote.invocation import Invocation
 
         return Invocation
+    if name in _MODEL_NAMES:
+        from fgsync.remote import models
+
+        return getattr(models, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -25,11 +25,11 @@ from fgsync.errors import ApiError
 from fgsync.remote.dependencies import DependencyCalls
 from fgsync.remote.errors import host_port, json_object
 from fgsync.remote.http import HttpService, ProgressHook, RetryPolicy, Verify
-from fgsync.remote.models import DependencyVersion, parse_attached
 from fgsync.upload import UploadBody
 
 if TYPE_CHECKING:
     from fgsync.remote.invocation import Invocation  # imported where used: only `fgsync invoke` needs it
+    from fgsync.remote.models import DependencyVersion  # imported where used: see _attached
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class FunctionGraphClient(DependencyCalls, HttpService):
             digest=str(data.get("digest") or ""),
             last_modified=str(data.get("last_modified") or ""),
             depend_version_list=_version_ids(data.get("depend_version_list")),
-            dependencies=parse_attached(data.get("dependencies")),
+            dependencies=_attached(data.get("dependencies")),
             code_type=str(data.get("code_type") or ""),
             code_url=str(data.get("code_url") or ""),
             raw=data,
@@ -305,10 +305,19 @@ def _remote_code(data: Mapping[str, Any]) -> RemoteCode:
         digest=str(data.get("digest") or "").lower(),
         last_modified=str(data.get("last_modified") or ""),
         depend_version_list=_version_ids(data.get("depend_version_list")),
-        dependencies=parse_attached(data.get("dependencies")),
+        dependencies=_attached(data.get("dependencies")),
         code_url=str(data.get("code_url") or ""),
         raw=dict(data),
     )
+
+
+def _attached(value: Any) -> tuple[DependencyVersion, ...]:
+    """A function's ``dependencies[]``; with none (null, or an empty list) the wire models are never loaded."""
+    if not value:
+        return ()
+    from fgsync.remote.models import parse_attached  # here: only a function with dependencies needs them
+
+    return parse_attached(value)
 
 
 def _version_ids(value: Any) -> tuple[str, ...]:

@@ -25,19 +25,13 @@ import httpx
 
 from fgsync.errors import ApiError, NetworkError, TransientApiError
 from fgsync.remote.errors import json_object, service_code_number
-from fgsync.remote.models import (
-    DependencySummary,
-    DependencyVersion,
-    as_int,
-    as_text,
-    description_sha256,
-    parse_dependency_summary,
-    parse_dependency_version,
-)
 from fgsync.upload import UploadBody
 
+# The wire models are imported where an answer is parsed: this mixin is part of every client, and a function
+# without dependencies never needs them.
 if TYPE_CHECKING:
     from fgsync.remote.client import ProgressHook, RetryPolicy
+    from fgsync.remote.models import DependencySummary, DependencyVersion
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +145,8 @@ class DependencyCalls:
     def _landed_version(self, name: str, runtime: str, description: str, size: int) -> Optional[DependencyVersion]:
         """The version a lost CreateDependencyVersion answer may have made: same name, runtime, size and fgsync
         description (so the same SHA-256). None when there is none, or when looking fails."""
+        from fgsync.remote.models import description_sha256  # here: see the TYPE_CHECKING import
+
         if description_sha256(description) is None:
             return None
         try:
@@ -240,6 +236,8 @@ class DependencyCalls:
         page_size: int,
         retries: Optional[int] = None,
     ) -> list[DependencySummary]:
+        from fgsync.remote.models import parse_dependency_summary  # here: see the TYPE_CHECKING import
+
         params = {"dependency_type": dependency_type}
         if name:
             params["name"] = name
@@ -256,6 +254,8 @@ class DependencyCalls:
     def _versions(
         self, dep_id: str, *, page_size: int = PAGE_SIZE, retries: Optional[int] = None
     ) -> list[DependencyVersion]:
+        from fgsync.remote.models import parse_dependency_version  # here: see the TYPE_CHECKING import
+
         url = self._dependencies_url(dep_id, "version")
         items = self._pages("ListDependencyVersion", url, {}, page_size, retries)
         return [parse_dependency_version(item) for item in items]
@@ -269,6 +269,8 @@ class DependencyCalls:
         ``next_marker`` that does not move forward (or is 0, as terraform's provider reads the last page), or one
         that reaches ``count``.
         """
+        from fgsync.remote.models import as_int, as_text  # here: see the TYPE_CHECKING import
+
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
         marker = 0
@@ -297,6 +299,8 @@ def _with_version_id(data: dict[str, Any], call: str, response: httpx.Response) 
     Raises:
         ApiError: the answer has no ``id`` (not retried: a complete 200 answer is what the server means).
     """
+    from fgsync.remote.models import parse_dependency_version  # here: see the TYPE_CHECKING import
+
     version = parse_dependency_version(data)
     if version.id:
         return version

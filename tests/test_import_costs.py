@@ -74,11 +74,12 @@ def test_version_and_package_never_load_ssl(project: Path) -> None:
 
 
 def test_token_push_of_a_function_without_dependencies_loads_neither_signer_nor_dependency_code(project: Path) -> None:
-    """A token needs no AK/SK signer (nor hmac); a function without dependencies neither the dependency step nor
-    the dependency wire models; a config without [obs] not its bucket side."""
+    """A token needs no AK/SK signer (nor hmac) nor the IAM login; a function without dependencies neither the
+    dependency step nor the dependency wire models; a config without [obs] not its bucket side."""
     for command in ("push", "status"):
         seen = imported(project, command, env={"FGSYNC_TOKEN": TOKEN})
         assert seen["code"] == 0, command
         loaded = set(seen["fgsync"])
-        assert not loaded & {"fgsync.auth.signer", "fgsync.sync.dependency", "fgsync.remote.models"}, command
+        assert not loaded & {"fgsync.auth.signer", "fgsync.auth.iam"}, command  # no AK/SK, no login
+        assert not loaded & {"fgsync.sync.dependency", "fgsync.remote.models"}, command
         assert not loaded & {"fgsync.sync.obs_target", "fgsync.remote.obs", "fgsync.remote.invocation"}, command

@@ -5,7 +5,7 @@ which commands that never touch them (``fgsync package``, env credentials) must 
 
 Modules: ``credentials`` (resolution in SPEC order: FGSYNC_TOKEN, CLOUD_SDK_AK/SK, the OS keyring; the
 ``httpx.Auth`` a client uses), ``keyring_store`` (entries in the OS keyring, split and checked, with a timeout),
-``iam`` (password login, token parsing and expiry), ``signer`` (SDK-HMAC-SHA256 as an ``httpx.Auth``),
-``obs_signer`` (OBS's own signature as an ``httpx.Auth``), ``temporary`` (OBS keys: the AK/SK pair, or temporary
-keys from IAM for a token; ``ObsAuth``).
+``iam`` (password login), ``tokens`` (a token's text and expiry, whatever its source), ``signer``
+(SDK-HMAC-SHA256 as an ``httpx.Auth``), ``obs_signer`` (OBS's own signature as an ``httpx.Auth``), ``temporary``
+(OBS keys: the AK/SK pair, or temporary keys from IAM for a token; ``ObsAuth``).
 """

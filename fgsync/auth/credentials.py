@@ -24,28 +24,20 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 import httpx
 
-from fgsync.auth.iam import (
-    IssuedToken,
-    format_remaining,
-    login_with_password,
-    parse_expires,
-    require_usable_token,
-    ssl_verify,
-)
+from fgsync.auth.tokens import format_remaining, parse_expires, require_usable_token, ssl_verify
 from fgsync.errors import CredentialsError, FgsyncError, KeyringError
 from fgsync.upload import UploadBody
 
 if TYPE_CHECKING:  # keyring costs ~80 ms to import: credentials from the environment never load it
     from fgsync.auth.keyring_store import KeyringStore
     from fgsync.auth.temporary import KeySource
-# fgsync.auth.signer (SDK-HMAC-SHA256, with hmac) is imported where an AK/SK is used: a token never needs it.
+# fgsync.auth.signer (SDK-HMAC-SHA256, with hmac) is imported where an AK/SK is used, fgsync.auth.iam (the login)
+# where a remembered password renews a token: a token from the environment needs neither.
 
 __all__ = [
     "RENEW_BEFORE_S",
     "Credentials",
-    "IssuedToken",
     "credential_stamp",
-    "login_with_password",
     "replayable",
     "resolve_credentials",
 ]
@@ -271,6 +263,8 @@ class Credentials:
                 "cannot renew the IAM token: the stored login has no user or account name; run `fgsync login`"
             )
         logger.info("renewing the IAM token of %s in %s", self.user, self.domain)
+        from fgsync.auth.iam import login_with_password  # here: see the imports
+
         issued = login_with_password(
             iam_endpoint=self.iam_endpoint,
             project_id=self.project_id,

@@ -30,9 +30,9 @@ from typing import Callable, Optional, Protocol, Union
 import httpx
 
 from fgsync.auth.credentials import replayable
-from fgsync.auth.iam import parse_expires, ssl_verify
 from fgsync.auth.obs_signer import ObsSigner
 from fgsync.auth.signer import mask_ak
+from fgsync.auth.tokens import parse_expires, ssl_verify
 from fgsync.errors import ApiError, AuthApiError, CredentialsError, FgsyncError, NetworkError, TransientApiError
 
 __all__ = [

@@ -308,3 +308,19 @@ def test_a_failed_build_makes_the_next_one_walk_everything(src: Path) -> None:
     (src / "lib" / "a.py").write_text("a, edited while the last build failed\n")
     package = builder.build(changed=["pipe"])  # the edit's event went to the failed build
     assert package.data == PackageBuilder(src, rules=rules_for(src)).build().data
+
+
+def test_missed_since_an_older_build_still_names_what_a_later_build_took_in(src: Path) -> None:
+    # Functions sharing a builder: one got the package of a build that another one's verifying walk has mended
+    # since; its own check compares the tree with what its package was made from.
+    builder = PackageBuilder(src, rules=rules_for(src), racy_margin_ns=0)
+    builder.build()
+    assert builder.last_walk() is None  # a full walk: nothing to verify
+    (src / "lib" / "a.py").write_text("a, edited\n")
+    (src / "lib" / "deep" / "b.py").write_text("b, edited, and no event said so\n")
+    builder.build(changed=["lib/a.py"])
+    served = builder.last_walk()
+    assert served is not None
+    builder.build(changed=builder.missed())
+    assert builder.missed() == []
+    assert builder.missed(served) == ["lib/deep/b.py"]

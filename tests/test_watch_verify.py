@@ -54,3 +54,37 @@ def test_a_change_no_event_reported_is_found_after_the_next_push_and_pushed(proj
         watch.proc.terminate()
         code, err = watch.finish()
     assert code == 0 and "Traceback" not in err
+
+
+def test_functions_sharing_a_source_each_get_what_the_verifying_walk_found(tmp_path: Path, emulator: Any) -> None:
+    # Two functions over one folder share one builder. The verifying walk after the first one's push finds the
+    # edit no event reported, and that function repacks at once; the second one's walk, over a tree big enough to
+    # take longer than that repack, must still find the edit its own push left out.
+    src = make_tree(tmp_path / "functions" / "hello", {"index.py": "A = 1\n", "b.py": "B = 1\n"})
+    make_tree(src / "lib", {f"d{i % 40}/m{i}.py": f"M = {i}\n" for i in range(4000)})
+    (tmp_path / "outside").mkdir()
+    os.link(src / "b.py", tmp_path / "outside" / "b.py")
+    names = ("alpha", "beta")
+    write_config(tmp_path, endpoint=emulator.url, functions=[{"name": n, "source": "functions/hello"} for n in names])
+    emu = emulator.emulator
+    for name in names:
+        emu.create_function(name)
+    with Proc(tmp_path, "--json", "--debounce-ms", "100") as watch:
+        for name in names:
+            watch.wait_event(lambda e, name=name: e["event"] == "pushed" and e["function"] == name)
+        time.sleep(2.5)  # past the racy window: the next build re-reads b.py once, then trusts what it cached
+        (src / "index.py").write_text("A = 2\n")
+        for name in names:
+            watch.wait_event(lambda e, name=name: e["event"] == "pushed" and e.get("function") == name and
+                             e["digest"] == local_digest(tmp_path))  # fmt: skip
+        (tmp_path / "outside" / "b.py").write_text("B = 2, and no event in functions/hello said so\n")
+        (src / "index.py").write_text("A = 3\n")  # reported: both repack from its path, with b.py as last seen
+        want = local_digest(tmp_path)
+        for name in names:
+            watch.wait_event(lambda e, name=name: e["event"] == "pushed" and e.get("function") == name and
+                             e["digest"] == want, timeout=15)  # fmt: skip
+        time.sleep(1.5)  # quiet again: nothing more to find
+        assert [emu.function(name).digest for name in names] == [want, want]
+        watch.proc.terminate()
+        code, err = watch.finish()
+    assert code == 0 and "Traceback" not in err

@@ -22,7 +22,7 @@ from collections.abc import Collection, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional, Union
+from typing import TYPE_CHECKING, Callable, NamedTuple, Optional, Union
 
 from fgsync.errors import PackageError
 from fgsync.ignore import IgnoreRules
@@ -51,6 +51,7 @@ __all__ = [
     "BuildStats",
     "Package",
     "PackageBuilder",
+    "ReportedWalk",
     "SplitPackage",
     "build_package",
     "build_split_package",
@@ -139,6 +140,13 @@ class _Cached:
     src: SourceFile  # the file as it was stat'ed when its entry was made (or last re-checked)
     entry: CompressedEntry
     trusted: bool  # its mtime was safely older than the read: an equal stat means equal content
+
+
+class ReportedWalk(NamedTuple):
+    """What a build from the reported paths saw: its walk, and the ignore rules it was made with."""
+
+    walk: Walk
+    rules: IgnoreRules
 
 
 class _Side:
@@ -346,28 +354,46 @@ class PackageBuilder:
         self._walk, self._walk_partial = walk, partial
         return SplitPackage(packages[0], packages[1] if dependency else None)
 
-    def missed(self) -> list[str]:
+    def last_walk(self) -> Optional[ReportedWalk]:
+        """What the last build saw, when it looked at the reported paths only; None after a build that walked the
+        whole tree (nothing to verify) or failed. Every function the package of that build serves is verified
+        against it (:meth:`missed`)."""
+        with self._lock:
+            if self._walk is None or not self._walk_partial:
+                return None
+            return ReportedWalk(self._walk, self._rules)
+
+    def missed(self, since: Optional[ReportedWalk] = None) -> list[str]:
         """After a build from reported paths: walk the whole tree and name the paths that differ from what that
         build saw (changes no event reported: a hard link's other name, a watch lost for a moment). A change
         found here is a change like any other; a missed event then costs one more sync, never a stale push.
 
-        Returns [] when the last build walked the whole tree, when another build ran meanwhile (it is verified
-        after its own sync), or when nothing differs; ``[""]`` when the tree cannot be walked (the sync that
-        follows reports why). The walk runs without the builder's lock: call it from a low-priority thread.
+        Args:
+            since: what the build to verify saw (:meth:`last_walk` then), when it may not be the last one: a
+                function that shares this builder was served by a build that another function's sync has
+                replaced since (the change found for one of them is news to the other).
+
+        Returns [] when that build walked the whole tree, when (without ``since``) another build ran meanwhile (it
+        is verified after its own sync), or when nothing differs; ``[""]`` when the tree cannot be walked (the
+        sync that follows reports why). The walk runs without the builder's lock: call it from a low-priority
+        thread.
         """
-        with self._lock:
-            walk, rules = (self._walk, self._rules) if self._walk_partial else (None, None)
-        if walk is None or rules is None:
-            return []
+        latest = since is None
+        if since is None:
+            since = self.last_walk()
+            if since is None:
+                return []
+        walk, rules = since
         if rules.is_stale():
             return [""]  # an ignore file changed unreported: every answer may differ
         try:
             now = walk_tree(self.source, rules).files
         except PackageError:
             return [""]
-        with self._lock:
-            if self._walk is not walk:
-                return []
+        if latest:
+            with self._lock:
+                if self._walk is not walk:
+                    return []
         seen = {f.rel: f for f in walk.files}
         differ = [f.rel for f in now if seen.pop(f.rel, None) != f]
         return sorted([*differ, *seen])

@@ -88,3 +88,24 @@ def test_functions_sharing_a_source_each_get_what_the_verifying_walk_found(tmp_p
         watch.proc.terminate()
         code, err = watch.finish()
     assert code == 0 and "Traceback" not in err
+
+
+def test_an_edit_in_an_ignored_folder_a_symlink_leads_into_is_pushed(tmp_path: Path, emulator: Any) -> None:
+    # node_modules/ is ignored, but the link pkg -> node_modules/pkg is followed: its files are in the package
+    # under pkg/, and an edit inside node_modules/pkg (whose own events the ignore rules drop) changes it.
+    src = make_tree(
+        tmp_path / "functions" / "hello",
+        {"index.py": "A = 1\n", ".fgsyncignore": "node_modules/\n", "node_modules/pkg/lib.py": "L = 1\n"},
+    )
+    os.symlink("node_modules/pkg", src / "pkg")
+    write_config(tmp_path, endpoint=emulator.url, functions=[{"name": "hello", "source": "functions/hello"}])
+    emulator.emulator.create_function("hello")
+    with Proc(tmp_path, "--json", "--debounce-ms", "100") as watch:
+        watch.wait_event(lambda e: e["event"] == "pushed")
+        (src / "node_modules" / "pkg" / "lib.py").write_text("L = 2\n")
+        found = watch.wait_event(lambda e: e["event"] == "change", timeout=10)
+        assert found["paths"] == ["pkg/lib.py"]  # its name in the package
+        watch.wait_event(lambda e: e["event"] == "pushed" and e["digest"] == local_digest(tmp_path), timeout=10)
+        watch.proc.terminate()
+        code, err = watch.finish()
+    assert code == 0 and "Traceback" not in err

@@ -168,6 +168,13 @@ class IncrementalPackager:
             since = self._served.get(fn.name)
         return shared.builder.missed(since) if shared is not None and since is not None else []
 
+    def aliases(self, name: str, rel: str) -> list[str]:
+        """The names ``rel`` (a path the function's rules ignore) has in its package through the symlinks its last
+        build followed (see :meth:`fgsync.package.PackageBuilder.aliases`); called by the watcher, per event."""
+        with self._lock:
+            shared = self._shared.get(self._key_of.get(name, ()))
+        return shared.builder.aliases(rel) if shared is not None else []
+
     def __call__(self, fn: FunctionConfig) -> SplitPackage:
         """The function's packages, as :func:`fgsync.sync.package_split` would build them."""
         route = self._route()
@@ -394,6 +401,7 @@ def watch_command(
         on_reload=on_reload,
         on_change=packager.changed,
         missed=packager.missed,
+        aliases=packager.aliases,
     )
     app.reporter.on_closed = stop.set  # `fgsync watch | head -1`: the reader is gone, stop as on SIGTERM
     keys: Optional[KeyReader] = None

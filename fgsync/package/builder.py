@@ -255,6 +255,8 @@ class PackageBuilder:
         #: from reported paths only (then :meth:`missed` has something to verify).
         self._walk: Optional[Walk] = None
         self._walk_partial = False
+        #: The symlinks the last build that went through followed (kept when one fails): read without the lock.
+        self._links: tuple[tuple[str, str], ...] = ()
         #: What the last build did, over both archives; ``code_stats`` and ``dependency_stats`` split it.
         self.stats = BuildStats()
         self.code_stats = BuildStats()
@@ -352,7 +354,25 @@ class PackageBuilder:
             parts.append((self._dependency, dependency))
         packages = self._build_zips(parts)
         self._walk, self._walk_partial = walk, partial
+        self._links = tuple(walk.links)
         return SplitPackage(packages[0], packages[1] if dependency else None)
+
+    def aliases(self, rel: str) -> list[str]:
+        """The names the source path ``rel`` has in the package through the symlinks the last build followed
+        (``pkg/lib.py`` for ``node_modules/pkg/lib.py`` with ``pkg -> node_modules/pkg``): the watcher drops
+        the events of an ignored folder, though a link leads into it. Cheap, and never waits for a build."""
+        links = self._links
+        if not links:
+            return []
+        sep = os.sep
+        real = os.path.realpath(self.source) + sep + rel.replace("/", sep)
+        names = []
+        for link_rel, target in links:
+            if real == target:
+                names.append(link_rel)
+            elif real.startswith(target + sep):
+                names.append(link_rel + "/" + real[len(target) + 1 :].replace(sep, "/"))
+        return names
 
     def last_walk(self) -> Optional[ReportedWalk]:
         """What the last build saw, when it looked at the reported paths only; None after a build that walked the

@@ -127,6 +127,9 @@ class Daemon:
         missed: after a sync that packaged from reported paths only, the paths a walk of the whole tree finds
             changed unreported (run on a low-priority thread, a moment after the sync); they are then a change
             like any other (:mod:`fgsync.watch.verify`).
+        aliases: the names a path the function's rules ignore has in its package through the symlinks its last
+            build followed (function name, relative path; called by the watcher thread for each such event):
+            an edit there is a change of those names.
     """
 
     def __init__(
@@ -152,6 +155,7 @@ class Daemon:
         on_reload: Optional[Callable[[WatchSettings], None]] = None,
         on_change: Optional[Callable[[str, Sequence[str]], None]] = None,
         missed: Optional[Callable[[FunctionConfig], Sequence[str]]] = None,
+        aliases: Optional[Callable[[str, str], Sequence[str]]] = None,
     ) -> None:
         if not functions:
             raise ValueError("no functions to watch")
@@ -178,6 +182,7 @@ class Daemon:
         self._on_reload = on_reload
         self._on_change = on_change or (lambda _name, _paths: None)
         self._missed = missed
+        self._aliases = aliases
         self._verifier: Optional[Verifier] = None
         # Per function, a count of the changes told to the packager, and when the watcher last saw one (still
         # settling, maybe): a verifying walk's finding is not trusted when either moved since its sync began.
@@ -269,7 +274,7 @@ class Daemon:
     # ----------------------------------------------------------------- the watcher
 
     def _start_watcher(self, settings: WatchSettings) -> _Watcher:
-        targets = [WatchTarget.for_function(fn) for fn in settings.functions]
+        targets = [WatchTarget.for_function(fn, aliases=self._aliases_of(fn.name)) for fn in settings.functions]
         source = FileEventSource(
             watch_roots(t.source for t in targets), poll=settings.poll, poll_interval=self.poll_interval
         )
@@ -280,6 +285,10 @@ class Daemon:
         )
         thread.start()
         return _Watcher(source, thread, stop)
+
+    def _aliases_of(self, name: str) -> Optional[Callable[[str], Sequence[str]]]:
+        aliases = self._aliases
+        return None if aliases is None else lambda rel: aliases(name, rel)
 
     def _watch(
         self, targets: list[WatchTarget], settings: WatchSettings, source: FileEventSource, stop: threading.Event

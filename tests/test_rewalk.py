@@ -146,6 +146,30 @@ def test_what_only_a_full_walk_can_tell(src: Path) -> None:
     assert rewalk(src, rules, walk, ["index.py"]) is None
 
 
+def test_a_link_others_lead_through_pointed_elsewhere_or_replaced(src: Path) -> None:
+    # alias.py -> via/a.py and chain -> via, with via -> lib: both recorded by where they led (lib/...), so a
+    # change of via alone says nothing of them.
+    make = {"a.py": "a2\n", "deep/b.py": "b2\n"}
+    for rel, text in make.items():
+        (src / "lib2" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / "lib2" / rel).write_text(text)
+    os.symlink("lib", src / "via")
+    os.symlink("via/a.py", src / "alias.py")
+    os.symlink("via", src / "chain")
+    rules = rules_for(src)
+    walk = walk_tree(src, rules)
+    (src / "via").unlink()
+    os.symlink("lib2", src / "via")  # ln -sfn lib2 via
+    assert rewalk(src, rules, walk, ["via"]) is None
+    walk = walk_tree(src, rules)
+    (src / "via").unlink()
+    shutil.copytree(src / "lib", src / "via")  # a real folder where the link was
+    assert rewalk(src, rules, walk, ["via"]) is None
+    walk = walk_tree(src, rules)
+    (src / "alias.py").unlink()  # a link no other one leads through: rewalk still does it
+    step(src, walk, ["alias.py"])
+
+
 def test_a_fifo_at_a_reported_path_is_refused_like_in_a_full_walk(src: Path) -> None:
     walk = walk_tree(src, rules_for(src))
     os.mkfifo(src / "lib" / "pipe")

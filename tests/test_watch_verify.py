@@ -109,3 +109,33 @@ def test_an_edit_in_an_ignored_folder_a_symlink_leads_into_is_pushed(tmp_path: P
         watch.proc.terminate()
         code, err = watch.finish()
     assert code == 0 and "Traceback" not in err
+
+
+def test_a_link_pointed_elsewhere_moves_the_links_that_lead_through_it(tmp_path: Path, emulator: Any) -> None:
+    # app.py -> current/app.py, with current -> v1: a deploy points current at v2; app.py must follow at once
+    # (its entry cached as v1's app.py would otherwise go up stale, and only the verifying walk mend it).
+    src = make_tree(
+        tmp_path / "functions" / "hello",
+        {"index.py": "A = 1\n", "v1/app.py": "V = 1\n", "v2/app.py": "V = 2, longer\n"},
+    )
+    os.symlink("v1", src / "current")
+    os.symlink("current/app.py", src / "app.py")
+    write_config(tmp_path, endpoint=emulator.url, functions=[{"name": "hello", "source": "functions/hello"}])
+    emu = emulator.emulator
+    emu.create_function("hello")
+    with Proc(tmp_path, "--json", "--debounce-ms", "100") as watch:
+        watch.wait_event(lambda e: e["event"] == "pushed")
+        time.sleep(2.5)  # past the racy window: the next build re-reads everything once, then trusts it
+        (src / "index.py").write_text("A = 2\n")
+        watch.wait_event(lambda e: e["event"] == "pushed" and e["digest"] == local_digest(tmp_path))
+        pushes = emu.uploads("hello")
+        earlier = {e["digest"] for e in watch.events() if e["event"] == "pushed"}
+        os.symlink("v2", src / "next")
+        os.replace(src / "next", src / "current")
+        pushed = watch.wait_event(lambda e: e["event"] == "pushed" and e["digest"] not in earlier, timeout=10)
+        assert pushed["digest"] == local_digest(tmp_path)
+        time.sleep(1.5)  # the verifying walk finds nothing left to mend
+        assert emu.uploads("hello") == pushes + 1
+        watch.proc.terminate()
+        code, err = watch.finish()
+    assert code == 0 and "Traceback" not in err

@@ -128,9 +128,11 @@ def test_a_source_folder_that_stays_missing_is_an_error_until_it_is_back(project
 # --- 2: an in-place rewrite that keeps size and mtime --------------------------------------------------------------
 
 
-def test_cp_p_over_a_watched_file_is_pushed(project: Path, emulator: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", [(), ("--poll",)], ids=["native", "poll"])
+def test_cp_p_over_a_watched_file_is_pushed(project: Path, emulator: Any, tmp_path: Path, mode: tuple[str]) -> None:
+    """With --poll too: a scan that compared size and mtime only would never see it."""
     target = project / "functions" / "hello" / "lib" / "util.py"
-    with Proc(project, "--json", "--debounce-ms", "100") as watch:
+    with Proc(project, "--json", "--debounce-ms", "100", *mode) as watch:
         settle(watch, emulator, uploads=1)
         before = target.stat()
         incoming = tmp_path / "util.py"

@@ -283,8 +283,6 @@ class Daemon:
     # ----------------------------------------------------------------- the watcher
 
     def _start_watcher(self, settings: WatchSettings) -> _Watcher:
-        for fn in settings.functions:
-            self._note_source(fn)
         targets = [WatchTarget.for_function(fn, aliases=self._aliases_of(fn.name)) for fn in settings.functions]
         source = FileEventSource(
             watch_roots(t.source for t in targets), poll=settings.poll, poll_interval=self.poll_interval
@@ -295,6 +293,8 @@ class Daemon:
             target=self._watch, args=(targets, settings, source, stop), name="fgsync-watch", daemon=True
         )
         thread.start()
+        for fn in settings.functions:
+            self._note_source(fn)
         return _Watcher(source, thread, stop)
 
     def _note_source(self, fn: FunctionConfig) -> None:

@@ -139,3 +139,22 @@ def test_a_link_pointed_elsewhere_moves_the_links_that_lead_through_it(tmp_path:
         watch.proc.terminate()
         code, err = watch.finish()
     assert code == 0 and "Traceback" not in err
+
+
+def test_a_dangling_link_into_an_ignored_folder_is_synced_once_its_target_is_there(
+    tmp_path: Path, emulator: Any
+) -> None:
+    # The link comes before `npm install` makes what it leads to: an error until then, and no event of the
+    # install (node_modules/ is ignored) may leave that error standing.
+    src = make_tree(tmp_path / "functions" / "hello", {"index.py": "A = 1\n", ".fgsyncignore": "node_modules/\n"})
+    write_config(tmp_path, endpoint=emulator.url, functions=[{"name": "hello", "source": "functions/hello"}])
+    emulator.emulator.create_function("hello")
+    with Proc(tmp_path, "--json", "--debounce-ms", "100") as watch:
+        watch.wait_event(lambda e: e["event"] == "pushed")
+        os.symlink("node_modules/pkg", src / "pkg")
+        watch.wait_event(lambda e: e["event"] == "error" and "dangling" in e["message"])
+        make_tree(src / "node_modules" / "pkg", {"lib.py": "L = 1\n"})
+        watch.wait_event(lambda e: e["event"] == "pushed" and e["digest"] == local_digest(tmp_path), timeout=10)
+        watch.proc.terminate()
+        code, err = watch.finish()
+    assert code == 0 and "Traceback" not in err

@@ -40,7 +40,15 @@ from fgsync.package.dependencies import (
     obs_fix,
 )
 from fgsync.package.rewalk import rewalk
-from fgsync.package.walk import OpenFile, SourceFile, VanishedError, Walk, open_source_file, walk_tree
+from fgsync.package.walk import (
+    DanglingLinkError,
+    OpenFile,
+    SourceFile,
+    VanishedError,
+    Walk,
+    open_source_file,
+    walk_tree,
+)
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -255,7 +263,8 @@ class PackageBuilder:
         #: from reported paths only (then :meth:`missed` has something to verify).
         self._walk: Optional[Walk] = None
         self._walk_partial = False
-        #: The symlinks the last build that went through followed (kept when one fails): read without the lock.
+        #: The symlinks the last build that went through followed (kept when one fails, with the one that dangled):
+        #: read without the lock.
         self._links: tuple[tuple[str, str], ...] = ()
         #: What the last build did, over both archives; ``code_stats`` and ``dependency_stats`` split it.
         self.stats = BuildStats()
@@ -315,6 +324,11 @@ class PackageBuilder:
                 try:
                     # A retry walks the whole tree: the first attempt forgot its walk.
                     return self._build_zip_once(changed if attempt == 1 else None)
+                except DanglingLinkError as exc:
+                    # Where it leads may be an ignored folder: something appearing there is a change of the link.
+                    if exc.link not in self._links:
+                        self._links = (*self._links, exc.link)
+                    raise
                 except VanishedError as exc:
                     if attempt == _ATTEMPTS:
                         raise

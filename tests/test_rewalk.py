@@ -146,6 +146,30 @@ def test_what_only_a_full_walk_can_tell(src: Path) -> None:
     assert rewalk(src, rules, walk, ["index.py"]) is None
 
 
+def test_a_link_others_lead_through_pointed_elsewhere_or_replaced(src: Path) -> None:
+    # alias.py -> via/a.py and chain -> via, with via -> lib: both recorded by where they led (lib/...), so a
+    # change of via alone says nothing of them.
+    make = {"a.py": "a2\n", "deep/b.py": "b2\n"}
+    for rel, text in make.items():
+        (src / "lib2" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / "lib2" / rel).write_text(text)
+    os.symlink("lib", src / "via")
+    os.symlink("via/a.py", src / "alias.py")
+    os.symlink("via", src / "chain")
+    rules = rules_for(src)
+    walk = walk_tree(src, rules)
+    (src / "via").unlink()
+    os.symlink("lib2", src / "via")  # ln -sfn lib2 via
+    assert rewalk(src, rules, walk, ["via"]) is None
+    walk = walk_tree(src, rules)
+    (src / "via").unlink()
+    shutil.copytree(src / "lib", src / "via")  # a real folder where the link was
+    assert rewalk(src, rules, walk, ["via"]) is None
+    walk = walk_tree(src, rules)
+    (src / "alias.py").unlink()  # a link no other one leads through: rewalk still does it
+    step(src, walk, ["alias.py"])
+
+
 def test_a_fifo_at_a_reported_path_is_refused_like_in_a_full_walk(src: Path) -> None:
     walk = walk_tree(src, rules_for(src))
     os.mkfifo(src / "lib" / "pipe")
@@ -308,3 +332,19 @@ def test_a_failed_build_makes_the_next_one_walk_everything(src: Path) -> None:
     (src / "lib" / "a.py").write_text("a, edited while the last build failed\n")
     package = builder.build(changed=["pipe"])  # the edit's event went to the failed build
     assert package.data == PackageBuilder(src, rules=rules_for(src)).build().data
+
+
+def test_missed_since_an_older_build_still_names_what_a_later_build_took_in(src: Path) -> None:
+    # Functions sharing a builder: one got the package of a build that another one's verifying walk has mended
+    # since; its own check compares the tree with what its package was made from.
+    builder = PackageBuilder(src, rules=rules_for(src), racy_margin_ns=0)
+    builder.build()
+    assert builder.last_walk() is None  # a full walk: nothing to verify
+    (src / "lib" / "a.py").write_text("a, edited\n")
+    (src / "lib" / "deep" / "b.py").write_text("b, edited, and no event said so\n")
+    builder.build(changed=["lib/a.py"])
+    served = builder.last_walk()
+    assert served is not None
+    builder.build(changed=builder.missed())
+    assert builder.missed() == []
+    assert builder.missed(served) == ["lib/deep/b.py"]

@@ -83,6 +83,29 @@ def test_a_source_folder_removed_and_rebuilt_at_once_keeps_being_synced(project:
     assert code == 0
 
 
+def test_a_source_symlink_pointed_elsewhere_is_synced_and_watched_there(tmp_path: Path, emulator: Any) -> None:
+    """A release layout: the source is `current -> releases/v1`, and a deploy points it at v2."""
+    releases = tmp_path / "functions" / "releases"
+    make_tree(releases / "v1", {"index.py": HELLO_PY, "lib/util.py": "X = 1\n"})
+    make_tree(releases / "v2", {"index.py": HELLO_PY.replace("hello", "v2"), "lib/util.py": "X = 2\n"})
+    os.symlink("releases/v1", tmp_path / "functions" / "current")
+    write_config(tmp_path, endpoint=emulator.url, functions=[{"name": "hello", "source": "functions/current"}])
+    emulator.emulator.create_function("hello")
+    with Proc(tmp_path, "--json", "--debounce-ms", "100") as watch:
+        settle(watch, emulator, uploads=1)
+        os.symlink("releases/v2", tmp_path / "functions" / "next")
+        os.replace(tmp_path / "functions" / "next", tmp_path / "functions" / "current")  # ln -sfn, atomically
+        settle(watch, emulator, uploads=2)
+        assert emulator.emulator.function("hello").digest == cold(tmp_path)
+        (releases / "v2" / "lib" / "util.py").write_text("X = 3\n")  # the new target is the one watched
+        settle(watch, emulator, uploads=3)
+        (releases / "v1" / "lib" / "util.py").write_text("X = 4\n")  # and the old one no longer
+        settle(watch, emulator, uploads=3)
+        assert emulator.emulator.function("hello").digest == cold(tmp_path)
+        code, _ = stop(watch)
+    assert code == 0
+
+
 def test_a_source_folder_that_stays_missing_is_an_error_until_it_is_back(project: Path, emulator: Any) -> None:
     src = project / "functions" / "hello"
     with Proc(project, "--json", "--debounce-ms", "100") as watch:
@@ -105,9 +128,11 @@ def test_a_source_folder_that_stays_missing_is_an_error_until_it_is_back(project
 # --- 2: an in-place rewrite that keeps size and mtime --------------------------------------------------------------
 
 
-def test_cp_p_over_a_watched_file_is_pushed(project: Path, emulator: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", [(), ("--poll",)], ids=["native", "poll"])
+def test_cp_p_over_a_watched_file_is_pushed(project: Path, emulator: Any, tmp_path: Path, mode: tuple[str]) -> None:
+    """With --poll too: a scan that compared size and mtime only would never see it."""
     target = project / "functions" / "hello" / "lib" / "util.py"
-    with Proc(project, "--json", "--debounce-ms", "100") as watch:
+    with Proc(project, "--json", "--debounce-ms", "100", *mode) as watch:
         settle(watch, emulator, uploads=1)
         before = target.stat()
         incoming = tmp_path / "util.py"

@@ -32,7 +32,7 @@ from fgsync.config import Config, FunctionConfig, load_config, select_functions
 from fgsync.errors import EXIT_INTERRUPTED, EXIT_OK, FgsyncError
 from fgsync.events import Emit, error_event
 from fgsync.ignore import IgnoreRules
-from fgsync.package import BuildProcesses, PackageBuilder, SplitPackage
+from fgsync.package import BuildProcesses, PackageBuilder, ReportedWalk, SplitPackage
 from fgsync.package.fingerprint import InputFingerprints
 from fgsync.remote import FunctionGraphClient
 from fgsync.sync import SyncResult, sync_function
@@ -141,6 +141,8 @@ class IncrementalPackager:
         self._shared: dict[tuple[object, ...], _Shared] = {}
         self._key_of: dict[str, tuple[object, ...]] = {}
         self._changed_at: dict[str, float] = {}
+        #: What the build of each function's last package saw (None: it walked the whole tree).
+        self._served: dict[str, Optional[ReportedWalk]] = {}
 
     def changed(self, name: str, paths: Sequence[str] = ("",)) -> None:
         """A burst touched the function now, at ``paths`` (relative to its source; "" for anywhere): the next
@@ -156,12 +158,22 @@ class IncrementalPackager:
                     shared.pending.update(paths)
 
     def missed(self, fn: FunctionConfig) -> list[str]:
-        """After a sync of ``fn``: the paths a full walk finds changed that no event reported (see
-        :meth:`fgsync.package.PackageBuilder.missed`); [] when its last build walked everything. Slow (a walk
-        of the whole tree): call it from a low-priority thread."""
+        """After a sync of ``fn``: the paths a full walk finds changed that no event reported since the build of
+        the package it got (see :meth:`fgsync.package.PackageBuilder.missed`); [] when that build walked
+        everything. Functions that share a builder are each verified against their own package's build: what
+        one of them found and repacked is still missing from the others' code. Slow (a walk of the whole tree):
+        call it from a low-priority thread."""
         with self._lock:
             shared = self._shared.get(self._key_of.get(fn.name, ()))
-        return shared.builder.missed() if shared is not None else []
+            since = self._served.get(fn.name)
+        return shared.builder.missed(since) if shared is not None and since is not None else []
+
+    def aliases(self, name: str, rel: str) -> list[str]:
+        """The names ``rel`` (a path the function's rules ignore) has in its package through the symlinks its last
+        build followed (see :meth:`fgsync.package.PackageBuilder.aliases`); called by the watcher, per event."""
+        with self._lock:
+            shared = self._shared.get(self._key_of.get(name, ()))
+        return shared.builder.aliases(rel) if shared is not None else []
 
     def __call__(self, fn: FunctionConfig) -> SplitPackage:
         """The function's packages, as :func:`fgsync.sync.package_split` would build them."""
@@ -185,6 +197,8 @@ class IncrementalPackager:
             changed_at = self._changed_at.get(fn.name, 0.0)
         with shared.lock:  # one build at a time per inputs; the others wait for it, then see if it serves them
             if self._told and shared.last is not None and shared.started >= changed_at and not fn.build:
+                with self._lock:
+                    self._served[fn.name] = shared.walked
                 return shared.last
             with self._lock:
                 started = self._clock()
@@ -192,7 +206,9 @@ class IncrementalPackager:
                 changed = shared.pending if self._told and not fn.build else None
                 shared.pending = set()
             split = shared.builder.build_split(changed)
-            shared.last, shared.started = split, started
+            shared.last, shared.started, shared.walked = split, started, shared.builder.last_walk()
+            with self._lock:
+                self._served[fn.name] = shared.walked
             return split
 
 
@@ -204,6 +220,8 @@ class _Shared:
     lock: threading.Lock = field(default_factory=threading.Lock)
     last: Optional[SplitPackage] = None
     started: float = -1.0
+    #: What the build of ``last`` saw, when it looked at reported paths only (its verifying walk compares with it).
+    walked: Optional[ReportedWalk] = None
     #: The paths reported since the last build began; None: the whole tree (the first build walks it anyway).
     pending: Optional[set[str]] = None
 
@@ -383,6 +401,7 @@ def watch_command(
         on_reload=on_reload,
         on_change=packager.changed,
         missed=packager.missed,
+        aliases=packager.aliases,
     )
     app.reporter.on_closed = stop.set  # `fgsync watch | head -1`: the reader is gone, stop as on SIGTERM
     keys: Optional[KeyReader] = None

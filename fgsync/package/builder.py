@@ -22,7 +22,7 @@ from collections.abc import Collection, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional, Union
+from typing import TYPE_CHECKING, Callable, NamedTuple, Optional, Union
 
 from fgsync.errors import PackageError
 from fgsync.ignore import IgnoreRules
@@ -39,7 +39,15 @@ from fgsync.package.dependencies import (
     dependency_size_fix,
     obs_fix,
 )
-from fgsync.package.walk import OpenFile, SourceFile, VanishedError, Walk, open_source_file, walk_tree
+from fgsync.package.walk import (
+    DanglingLinkError,
+    OpenFile,
+    SourceFile,
+    VanishedError,
+    Walk,
+    open_source_file,
+    walk_tree,
+)
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -50,6 +58,7 @@ __all__ = [
     "BuildStats",
     "Package",
     "PackageBuilder",
+    "ReportedWalk",
     "SplitPackage",
     "build_package",
     "build_split_package",
@@ -138,6 +147,13 @@ class _Cached:
     src: SourceFile  # the file as it was stat'ed when its entry was made (or last re-checked)
     entry: CompressedEntry
     trusted: bool  # its mtime was safely older than the read: an equal stat means equal content
+
+
+class ReportedWalk(NamedTuple):
+    """What a build from the reported paths saw: its walk, and the ignore rules it was made with."""
+
+    walk: Walk
+    rules: IgnoreRules
 
 
 class _Side:
@@ -246,6 +262,9 @@ class PackageBuilder:
         #: from reported paths only (then :meth:`missed` has something to verify).
         self._walk: Optional[Walk] = None
         self._walk_partial = False
+        #: The symlinks the last build that went through followed (kept when one fails, with the one that dangled):
+        #: read without the lock.
+        self._links: tuple[tuple[str, str], ...] = ()
         #: What the last build did, over both archives; ``code_stats`` and ``dependency_stats`` split it.
         self.stats = BuildStats()
         self.code_stats = BuildStats()
@@ -304,6 +323,11 @@ class PackageBuilder:
                 try:
                     # A retry walks the whole tree: the first attempt forgot its walk.
                     return self._build_zip_once(changed if attempt == 1 else None)
+                except DanglingLinkError as exc:
+                    # Where it leads may be an ignored folder: something appearing there is a change of the link.
+                    if exc.link not in self._links:
+                        self._links = (*self._links, exc.link)
+                    raise
                 except VanishedError as exc:
                     if attempt == _ATTEMPTS:
                         raise
@@ -345,30 +369,66 @@ class PackageBuilder:
             parts.append((self._dependency, dependency))
         packages = self._build_zips(parts)
         self._walk, self._walk_partial = walk, partial
+        self._links = tuple(walk.links)
         return SplitPackage(packages[0], packages[1] if dependency else None)
 
-    def missed(self) -> list[str]:
+    def aliases(self, rel: str) -> list[str]:
+        """The names the source path ``rel`` has in the package through the symlinks the last build followed
+        (``pkg/lib.py`` for ``node_modules/pkg/lib.py`` with ``pkg -> node_modules/pkg``): the watcher drops
+        the events of an ignored folder, though a link leads into it. Cheap, and never waits for a build."""
+        links = self._links
+        if not links:
+            return []
+        sep = os.sep
+        real = os.path.realpath(self.source) + sep + rel.replace("/", sep)
+        names = []
+        for link_rel, target in links:
+            if real == target:
+                names.append(link_rel)
+            elif real.startswith(target + sep):
+                names.append(link_rel + "/" + real[len(target) + 1 :].replace(sep, "/"))
+        return names
+
+    def last_walk(self) -> Optional[ReportedWalk]:
+        """What the last build saw, when it looked at the reported paths only; None after a build that walked the
+        whole tree (nothing to verify) or failed. Every function the package of that build serves is verified
+        against it (:meth:`missed`)."""
+        with self._lock:
+            if self._walk is None or not self._walk_partial:
+                return None
+            return ReportedWalk(self._walk, self._rules)
+
+    def missed(self, since: Optional[ReportedWalk] = None) -> list[str]:
         """After a build from reported paths: walk the whole tree and name the paths that differ from what that
         build saw (changes no event reported: a hard link's other name, a watch lost for a moment). A change
         found here is a change like any other; a missed event then costs one more sync, never a stale push.
 
-        Returns [] when the last build walked the whole tree, when another build ran meanwhile (it is verified
-        after its own sync), or when nothing differs; ``[""]`` when the tree cannot be walked (the sync that
-        follows reports why). The walk runs without the builder's lock: call it from a low-priority thread.
+        Args:
+            since: what the build to verify saw (:meth:`last_walk` then), when it may not be the last one: a
+                function that shares this builder was served by a build that another function's sync has
+                replaced since (the change found for one of them is news to the other).
+
+        Returns [] when that build walked the whole tree, when (without ``since``) another build ran meanwhile (it
+        is verified after its own sync), or when nothing differs; ``[""]`` when the tree cannot be walked (the
+        sync that follows reports why). The walk runs without the builder's lock: call it from a low-priority
+        thread.
         """
-        with self._lock:
-            walk, rules = (self._walk, self._rules) if self._walk_partial else (None, None)
-        if walk is None or rules is None:
-            return []
+        latest = since is None
+        if since is None:
+            since = self.last_walk()
+            if since is None:
+                return []
+        walk, rules = since
         if rules.is_stale():
             return [""]  # an ignore file changed unreported: every answer may differ
         try:
             now = walk_tree(self.source, rules).files
         except PackageError:
             return [""]
-        with self._lock:
-            if self._walk is not walk:
-                return []
+        if latest:
+            with self._lock:
+                if self._walk is not walk:
+                    return []
         seen = {f.rel: f for f in walk.files}
         differ = [f.rel for f in now if seen.pop(f.rel, None) != f]
         return sorted([*differ, *seen])

@@ -4,8 +4,8 @@ A save in a 7,500-file ``node_modules`` tree changes one file; a full walk stats
 of the daemon's repack). :func:`rewalk` looks at the reported paths only, and at the folders above them (one
 ``lstat`` each: a folder replaced by a file, or now ignored, shows there), and gives the list a full walk would
 give. Where it cannot be sure of that, it says so (``None``) and the caller walks the whole tree: the root itself,
-an ignore file, a path reached through a symlink, too many paths. What the watcher never reported is the
-verifying walk's to find (:meth:`fgsync.package.PackageBuilder.missed`).
+an ignore file, a path reached through a symlink, a link replaced (others may lead through it), too many paths.
+What the watcher never reported is the verifying walk's to find (:meth:`fgsync.package.PackageBuilder.missed`).
 """
 
 from __future__ import annotations
@@ -65,6 +65,12 @@ def rewalk(source: Path, rules: IgnoreRules, previous: Walk, paths: Iterable[str
     if previous.links and _blind(root, rules, previous.links):
         return None
     if previous.links:
+        # A link whose target is named through another link (`chain -> current -> v1`, `a.py -> lib/x.py` with
+        # `lib` a link) was recorded by where it led: when that other link is pointed elsewhere, or replaced by
+        # a real file or folder, only a full walk sees where the first one leads now.
+        linked = {link_rel for link_rel, _ in previous.links}
+        if len(linked) > 1 and any(os.path.lexists(root + sep + rel.replace("/", sep)) for rel in wanted & linked):
+            return None
         # A symlink shows its target's content under its own name: a change at or below the target, or of a
         # folder above it, is a change of the link's entries too.
         for rel in list(wanted):
@@ -73,7 +79,6 @@ def rewalk(source: Path, rules: IgnoreRules, previous: Walk, paths: Iterable[str
                 if target == real or target.startswith(real + sep) or real.startswith(target + sep):
                     wanted.add(link_rel)
         # A link found inside a linked folder has a name through that folder's link: the outer link stands for it.
-        linked = {link_rel for link_rel, _ in previous.links}
         wanted = {_outermost(rel, linked) for rel in wanted}
     found: list[SourceFile] = []
     links: list[tuple[str, str]] = []

@@ -25,6 +25,15 @@ class VanishedError(PackageError):
     """
 
 
+class DanglingLinkError(PackageError):
+    """A symlink leads to nothing. ``link`` is ``(relpath, real path of where it leads)``: what appears there
+    (an ``npm install`` into an ignored folder, say) mends the tree."""
+
+    def __init__(self, message: str, link: tuple[str, str]) -> None:
+        super().__init__(message)
+        self.link = link
+
+
 def read_error(rel: str, exc: OSError, what: str = "read") -> PackageError:
     """The PackageError for an OSError on rel; a VanishedError when the path no longer exists."""
     cls = VanishedError if isinstance(exc, FileNotFoundError) else PackageError
@@ -305,7 +314,8 @@ def visitor(
                 raise PackageError(f"symlink {rel} is a loop") from None
             if exc.errno == errno.ENOENT:
                 target = os.readlink(path)
-                raise PackageError(f"symlink {rel} is dangling (points to {target}, which is missing)") from None
+                message = f"symlink {rel} is dangling (points to {target}, which is missing)"
+                raise DanglingLinkError(message, (rel, os.path.realpath(path))) from None
             raise read_error(rel, exc) from None
         is_dir = stat.S_ISDIR(st.st_mode)
         if decide(rel, is_dir=is_dir):

@@ -9,6 +9,7 @@ output, backoff, pauses on 401, reloads of fgsync.toml, signals) and the guarant
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import random
 import threading
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Callable, Optional, Union
 
 from fgsync.errors import FgsyncError
 from fgsync.events import WAIT_IN_FLIGHT, Emit, Event, change_event, error_event
-from fgsync.watch.changes import watch_changes
+from fgsync.watch.changes import ROOT_CHECK_SECONDS, watch_changes
 from fgsync.watch.filter import Change, WatchTarget
 from fgsync.watch.gitlock import git_lock_held
 from fgsync.watch.reload import ConfigFileWatch, WatchSettings, changed_functions, describe_reload
@@ -127,6 +128,9 @@ class Daemon:
         missed: after a sync that packaged from reported paths only, the paths a walk of the whole tree finds
             changed unreported (run on a low-priority thread, a moment after the sync); they are then a change
             like any other (:mod:`fgsync.watch.verify`).
+        aliases: the names a path the function's rules ignore has in its package through the symlinks its last
+            build followed (function name, relative path; called by the watcher thread for each such event):
+            an edit there is a change of those names.
     """
 
     def __init__(
@@ -152,6 +156,7 @@ class Daemon:
         on_reload: Optional[Callable[[WatchSettings], None]] = None,
         on_change: Optional[Callable[[str, Sequence[str]], None]] = None,
         missed: Optional[Callable[[FunctionConfig], Sequence[str]]] = None,
+        aliases: Optional[Callable[[str, str], Sequence[str]]] = None,
     ) -> None:
         if not functions:
             raise ValueError("no functions to watch")
@@ -178,6 +183,7 @@ class Daemon:
         self._on_reload = on_reload
         self._on_change = on_change or (lambda _name, _paths: None)
         self._missed = missed
+        self._aliases = aliases
         self._verifier: Optional[Verifier] = None
         # Per function, a count of the changes told to the packager, and when the watcher last saw one (still
         # settling, maybe): a verifying walk's finding is not trusted when either moved since its sync began.
@@ -192,6 +198,10 @@ class Daemon:
         self._phases: dict[str, _Phase] = {}
         self._phases_lock = threading.Lock()
         self._stopped = False
+        # Per function whose source is reached through a symlink, the folder it led to when the watch began, and
+        # the functions whose link now leads elsewhere than the watch.
+        self._resolved: dict[str, str] = {}
+        self._relinked: set[str] = set()
 
     @property
     def debounce_ms(self) -> int:
@@ -232,9 +242,13 @@ class Daemon:
             )
         try:
             self.emit(self._watching_event())
+            links_at = self._clock() + ROOT_CHECK_SECONDS
             while not self._stop.is_set():
                 if config_watch is not None and config_watch.edited(self._clock()):
                     watcher = self._apply_reload(watcher, executor)
+                if self._resolved and self._clock() >= links_at:
+                    links_at = self._clock() + ROOT_CHECK_SECONDS
+                    watcher = self._follow_links(watcher)
                 self._step(executor)
             self._drain()
             self._say_in_flight()
@@ -269,7 +283,7 @@ class Daemon:
     # ----------------------------------------------------------------- the watcher
 
     def _start_watcher(self, settings: WatchSettings) -> _Watcher:
-        targets = [WatchTarget.for_function(fn) for fn in settings.functions]
+        targets = [WatchTarget.for_function(fn, aliases=self._aliases_of(fn.name)) for fn in settings.functions]
         source = FileEventSource(
             watch_roots(t.source for t in targets), poll=settings.poll, poll_interval=self.poll_interval
         )
@@ -279,7 +293,55 @@ class Daemon:
             target=self._watch, args=(targets, settings, source, stop), name="fgsync-watch", daemon=True
         )
         thread.start()
+        for fn in settings.functions:
+            self._note_source(fn)
         return _Watcher(source, thread, stop)
+
+    def _note_source(self, fn: FunctionConfig) -> None:
+        """Remember where a source reached through a symlink leads now (its watch is on that folder)."""
+        real = os.path.realpath(fn.source)
+        if real != os.path.abspath(fn.source):
+            self._resolved[fn.name] = real
+        else:
+            self._resolved.pop(fn.name, None)
+
+    def _follow_links(self, watcher: _Watcher) -> _Watcher:
+        """A source that is a symlink (``current -> releases/v1``) is watched at the folder it leads to; when the
+        link is pointed elsewhere (a deploy's ``ln -sfn releases/v2 current``), watch the new folder instead, and
+        sync the function as if its whole tree had changed. A link that leads nowhere is synced (the sync says
+        the source is missing) and watched again once its folder is there."""
+        for name, was in list(self._resolved.items()):
+            fn = self.functions.get(name)
+            if fn is None:
+                del self._resolved[name]
+                continue
+            now = os.path.realpath(fn.source)
+            if now != was:
+                self._resolved[name] = now
+                self._relinked.add(name)
+                if not os.path.isdir(now):
+                    self._tell_change(name, [""])
+                    self.scheduler.changed(name)
+        waiting = {name: self._resolved[name] for name in self._relinked if name in self._resolved}
+        if not waiting or not all(os.path.isdir(target) for target in waiting.values()):
+            return watcher
+        try:
+            new_watcher = self._start_watcher(self.settings)
+        except FgsyncError as error:
+            self.emit(error_event(None, "source", error.message))
+            self._relinked.clear()
+            return watcher
+        watcher.close()  # its last unsettled changes still arrive, through the inbox
+        for name, target in waiting.items():
+            logger.info("%s: its source now leads to %s: watching it there", name, target)
+            self._tell_change(name, [""])  # files written before the new watch was up have no events
+            self.scheduler.changed(name)
+        self._relinked.clear()
+        return new_watcher
+
+    def _aliases_of(self, name: str) -> Optional[Callable[[str], Sequence[str]]]:
+        aliases = self._aliases
+        return None if aliases is None else lambda rel: aliases(name, rel)
 
     def _watch(
         self, targets: list[WatchTarget], settings: WatchSettings, source: FileEventSource, stop: threading.Event
@@ -427,6 +489,8 @@ class Daemon:
         for name, fn in self.functions.items():
             if name not in by_function:
                 continue
+            if "" in touched[name]:
+                self._note_source(fn)  # its folder was replaced: by a symlink, maybe, which may then be moved
             self._tell_change(name, touched[name])
             if fn.build and self._inputs_changed is not None:
                 # Possibly the build's own output: reported (and synced) only if the inputs really changed.

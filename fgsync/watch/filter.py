@@ -53,10 +53,14 @@ class WatchTarget:
     ignored_paths: frozenset[str] = field(default_factory=frozenset)
     #: Whether a relative path is one of the function's dependency files (their bursts settle slowly).
     dependency: Optional[Callable[[str], bool]] = None
+    #: The names an ignored path has in the package through the symlinks the last build followed.
+    aliases: Optional[Callable[[str], Sequence[str]]] = None
 
     @classmethod
-    def for_function(cls, fn: FunctionConfig) -> WatchTarget:
-        """The target of a configured function, with the same ignore rules as its packaging.
+    def for_function(
+        cls, fn: FunctionConfig, *, aliases: Optional[Callable[[str], Sequence[str]]] = None
+    ) -> WatchTarget:
+        """The target of a configured function, with the same ignore rules as its packaging, and ``aliases``.
 
         Raises:
             FgsyncError: the function's ignore files cannot be read (from :mod:`fgsync.ignore`).
@@ -73,7 +77,8 @@ class WatchTarget:
         from fgsync.package.dependencies import DependencySpec
 
         spec = DependencySpec.from_setting(fn.dependencies)
-        return cls(fn.name, fn.source, rules, frozenset(ignored), spec.looks_like_dependency if spec else None)
+        dependency = spec.looks_like_dependency if spec else None
+        return cls(fn.name, fn.source, rules, frozenset(ignored), dependency, aliases)
 
 
 def _relative(path: str, root: str) -> str | None:
@@ -105,7 +110,8 @@ class ChangeFilter:
         """The changes ``path`` means: one per function whose source holds it and does not ignore it.
 
         An edit to an ignore file (``.fgsyncignore``, or a ``.gitignore`` in use) reloads that function's
-        rules and counts as a change: it changes what gets packaged.
+        rules and counts as a change: it changes what gets packaged. An ignored path that a followed symlink
+        leads into is a change of its names through the link.
         """
         changes = []
         for target, roots in self._roots:
@@ -115,6 +121,9 @@ class ChangeFilter:
                     continue
                 if rel and (self._reloaded(target, rel) or not self._ignored(target, rel, is_dir)):
                     changes.append(Change(target.name, rel))
+                elif rel and target.aliases is not None:
+                    names = [name for name in target.aliases(rel) if not self._ignored(target, name, is_dir)]
+                    changes.extend(Change(target.name, name) for name in names)
                 break
         return changes
 

@@ -27,7 +27,7 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
-from watchdog.observers.polling import PollingObserver
+from watchdog.observers.polling import PollingObserverVFS
 
 from fgsync.errors import FgsyncError
 
@@ -139,7 +139,9 @@ class FileEventSource:
         self.poll = poll
         self.poll_interval = poll_interval
         self._queue: queue.Queue[RawEvent] = queue.Queue()
-        self._observer: Any = PollingObserver(timeout=poll_interval) if poll else Observer()
+        self._observer: Any = (
+            PollingObserverVFS(_poll_stat, os.scandir, polling_interval=poll_interval) if poll else Observer()
+        )
         self._handler = _QueueHandler(self._queue)
         # root -> (its watch or None while missing, its (st_dev, st_ino) or None while missing)
         self._watches: dict[Path, tuple[Any, Optional[tuple[int, int]]]] = {}
@@ -261,6 +263,15 @@ class FileEventSource:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _poll_stat(path: str) -> os.stat_result:
+    """``os.stat`` for the polling observer, whose scans tell a modified file by its mtime and size alone: with
+    the ctime beside the mtime, an in-place rewrite that puts both back (``cp -p``, ``rsync -a --inplace``) is a
+    change too, as it is with native events. Reads change neither."""
+    st = os.stat(path)
+    fields: tuple[Any, ...] = (*st[:8], (st.st_mtime_ns, st.st_ctime_ns), st[9])  # st_mtime: compared, never read
+    return os.stat_result(fields)
 
 
 def _identity(root: Path) -> Optional[tuple[int, int]]:

@@ -12,22 +12,21 @@ each with its own hash trail, so an edit on one side re-deflates and re-hashes n
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Collection, Generator, Iterator, Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, NamedTuple, Optional, Union
+from typing import Callable, NamedTuple, Optional, Union
 
 from fgsync.errors import PackageError
 from fgsync.ignore import IgnoreRules
 from fgsync.package.archive import CompressedEntry, HashTrail, assemble, compress_file, refresh_file
 from fgsync.package.build import run_build
+from fgsync.package.deflate import in_order
 from fgsync.package.dependencies import (
     MAX_DEPENDENCY_BYTES,
     MAX_DEPENDENCY_FILES,
@@ -39,6 +38,15 @@ from fgsync.package.dependencies import (
     dependency_size_fix,
     obs_fix,
 )
+from fgsync.package.model import (
+    DEPENDENCY_FILENAME,
+    MAX_PACKAGE_BYTES,
+    ZIP_FILENAME,
+    BuildStats,
+    Package,
+    SplitPackage,
+    jar_package,
+)
 from fgsync.package.walk import (
     DanglingLinkError,
     OpenFile,
@@ -48,9 +56,6 @@ from fgsync.package.walk import (
     open_source_file,
     walk_tree,
 )
-
-if TYPE_CHECKING:
-    from concurrent.futures import Future
 
 __all__ = [
     "CACHE_BYTES",
@@ -67,79 +72,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: FunctionGraph refuses zip and jar packages above this size (FSS.1071); checked before any upload.
-MAX_PACKAGE_BYTES = 52_428_800
-ZIP_FILENAME = "index.zip"
-#: The dependency package's file name (for ``fgsync package --dependencies`` and the upload's records).
-DEPENDENCY_FILENAME = "dependency.zip"
 #: Default bound of the incremental cache: room for a maximal package's entries.
 CACHE_BYTES = 64 * 1024 * 1024
 #: A cached entry whose mtime or ctime is within this of the moment it was read may have been rewritten in the
 #: same timestamp tick (2 s on FAT), so the next build re-reads it and compares content hashes ("racy git").
 RACY_MARGIN_NS = 2_000_000_000
-# Files are handed to the compressing threads in batches of about this many bytes: tiny files one by one
-# would cost more in thread hand-offs than in deflate.
-_BATCH_BYTES = 512 * 1024
-# The files the compressing threads may be working on ahead of the archive, beyond one batch per thread.
-_IN_FLIGHT_BYTES = 8 * 1024 * 1024
-# Below this much work a thread pool costs more than it saves.
-_PARALLEL_MIN_BYTES = 2 * 1024 * 1024
 _ATTEMPTS = 3
-
-
-@dataclass(frozen=True)
-class Package:
-    """A package ready to upload.
-
-    Attributes:
-        data: the zip (or jar) bytes.
-        sha512: lowercase hex SHA-512 of ``data``.
-        files: how many files it holds.
-        paths: their paths inside the zip, sorted (for a jar, the artifact's name).
-        filename: ``code_filename`` to send (``index.zip``, or the jar's name).
-        code_type: ``zip`` or ``jar``.
-    """
-
-    data: bytes = field(repr=False)
-    sha512: str
-    files: int
-    paths: tuple[str, ...] = field(repr=False)
-    filename: str
-    code_type: str
-
-    @property
-    def size(self) -> int:
-        """The package size in bytes."""
-        return len(self.data)
-
-    @cached_property
-    def sha256(self) -> str:
-        """Lowercase hex SHA-256 of ``data`` (a dependency version's ``description`` carries it); computed once,
-        when first asked for."""
-        return hashlib.sha256(self.data).hexdigest()
-
-
-@dataclass(frozen=True)
-class SplitPackage:
-    """What one walk of a function with ``dependencies`` gives.
-
-    Attributes:
-        code: the code zip, without the dependency files (the upload of every save).
-        dependency: the dependency package, the same files at the same relative paths; None when no file is a
-            dependency (``auto`` on a tree without ``node_modules/`` or RECORD files), or without dependencies.
-    """
-
-    code: Package
-    dependency: Optional[Package]
-
-
-@dataclass(frozen=True)
-class BuildStats:
-    """What the last build did, per file: reused from the cache, re-read and found equal, or compressed."""
-
-    reused: int = 0
-    rechecked: int = 0
-    compressed: int = 0
 
 
 @dataclass(frozen=True)
@@ -316,7 +254,7 @@ class PackageBuilder:
             if self.code_type == "jar":
                 if self.dependencies is not None:
                     raise PackageError('dependencies need code_type = "zip": a jar is uploaded as it is')
-                return SplitPackage(_jar_package(self.source, self.artifact, self.max_bytes), None)
+                return SplitPackage(jar_package(self.source, self.artifact, self.max_bytes), None)
             if self.code_type != "zip":
                 raise PackageError(f"unsupported code_type {self.code_type!r}: fgsync packages zip and jar")
             for attempt in range(1, _ATTEMPTS + 1):
@@ -539,52 +477,7 @@ class PackageBuilder:
 
     def _run_jobs(self, jobs: Sequence[_Job]) -> Generator[_Outcome, None, None]:
         """Outcomes of the jobs, in order; in parallel batches when there is enough work."""
-        total = sum(job[0].size for job in jobs)
-        if self.workers <= 1 or total < _PARALLEL_MIN_BYTES:
-            for job in jobs:
-                yield self._run_job(job)
-            return
-        batches: list[tuple[list[_Job], int]] = []
-        batch: list[_Job] = []
-        weight = raw = 0
-        for job in jobs:
-            batch.append(job)
-            raw += job[0].size
-            weight += job[0].size + 4096  # per-file cost beyond its bytes: open, stat, headers
-            if weight >= _BATCH_BYTES:
-                batches.append((batch, raw))
-                batch, weight, raw = [], 0, 0
-        if batch:
-            batches.append((batch, raw))
-        from concurrent.futures import ThreadPoolExecutor  # here: a small package is deflated on this thread
-
-        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="fgsync-deflate")
-        pending = deque(batches)
-        # Only a few batches in flight, not all of them: the workers may not run ahead of the archive by more than
-        # that, or their entries (a stored binary is as big as the file) would pile up in memory beside it. One
-        # batch per worker always; more while what is in flight is under _IN_FLIGHT_BYTES of files.
-        futures: deque[tuple[Future[list[_Outcome]], int]] = deque()
-        in_flight = 0
-        try:
-            while pending or futures:
-                while pending and (
-                    len(futures) < self.workers
-                    or (len(futures) < self.workers + 2 and in_flight + pending[0][1] <= _IN_FLIGHT_BYTES)
-                ):
-                    batch, raw = pending.popleft()
-                    futures.append((pool.submit(self._run_batch, batch), raw))
-                    in_flight += raw
-                future, raw = futures.popleft()
-                outcomes = future.result()
-                in_flight -= raw
-                del future
-                yield from outcomes
-                del outcomes
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-    def _run_batch(self, batch: Sequence[_Job]) -> list[_Outcome]:
-        return [self._run_job(job) for job in batch]
+        return in_order(jobs, self._run_job, size=lambda job: job[0].size, workers=self.workers)
 
     def _run_job(self, job: _Job) -> _Outcome:
         src, cached, side = job
@@ -641,26 +534,6 @@ def _unchanged(trail: HashTrail, files: Sequence[SourceFile], slots: Sequence[_S
         if not isinstance(slot, CompressedEntry) or key[2] is not slot or key[0] != src.rel or key[1] != src.mode:
             return False
     return True
-
-
-def _jar_package(source: Path, artifact: Optional[Path], max_bytes: int) -> Package:
-    if artifact is None:
-        raise PackageError("code_type jar needs an artifact: the .jar file to upload")
-    path = artifact if artifact.is_absolute() else source / artifact
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise PackageError(
-            f"artifact {path} not found: build it first (for example `mvn -q package`), or set the function's "
-            "`build` command so fgsync runs it before packaging"
-        ) from None
-    except OSError as exc:
-        raise PackageError(f"cannot read artifact {path}: {exc.strerror or exc}") from None
-    if not data:
-        raise PackageError(f"artifact {path} is empty: an empty upload would reset the function to template code")
-    if len(data) > max_bytes:
-        raise PackageError(f"artifact {path} is {len(data):,} bytes, over the limit of {max_bytes:,} bytes")
-    return Package(data, hashlib.sha512(data).hexdigest(), 1, (path.name,), path.name, "jar")
 
 
 def build_package(

@@ -14,8 +14,9 @@ from fgsync.errors import PackageError
 from fgsync.events import Emit, Event
 from fgsync.ignore import IgnoreRules
 from fgsync.package.build import BuildProcesses, run_build
-from fgsync.package.builder import MAX_PACKAGE_BYTES, SplitPackage, build_split_package
+from fgsync.package.builder import build_split_package
 from fgsync.package.dependencies import MAX_DEPENDENCY_BYTES
+from fgsync.package.model import MAX_PACKAGE_BYTES, SplitPackage
 from fgsync.package.walk import missing_source
 
 if TYPE_CHECKING:

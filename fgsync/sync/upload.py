@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
 from fgsync.errors import PackageError
-from fgsync.package.builder import MAX_PACKAGE_BYTES
 from fgsync.package.dependencies import MAX_DEPENDENCY_BYTES, MAX_DEPENDENCY_OBS_BYTES
+from fgsync.package.model import MAX_PACKAGE_BYTES
 
 if TYPE_CHECKING:
     from fgsync.config import FunctionConfig

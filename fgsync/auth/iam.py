@@ -23,6 +23,7 @@ from fgsync.remote.errors import html_summary, network_error, redirect_message
 __all__ = [
     "IssuedToken",
     "format_remaining",
+    "iam_error_fields",
     "login_with_password",
     "parse_expires",
     "require_usable_token",
@@ -63,8 +64,8 @@ def _redact_http_traces() -> None:
             target.addFilter(_RedactSubjectToken())
 
 
-def _iam_error(response: httpx.Response) -> tuple[str, str]:
-    """(code, message) from an IAM error body, which comes in several shapes."""
+def iam_error_fields(response: httpx.Response) -> tuple[str, str]:
+    """(code, message) from an IAM error body, which comes in several shapes; "" for what it does not say."""
     code, message = "", ""
     try:
         body = response.json()
@@ -77,7 +78,12 @@ def _iam_error(response: httpx.Response) -> tuple[str, str]:
             message = str(inner.get("message") or inner.get("title") or "")
         code = str(body.get("error_code") or code)
         message = str(body.get("error_msg") or message)
-    # A proxy's HTML error page is summarised by its title, never pasted into the message.
+    return code, message
+
+
+def _iam_error(response: httpx.Response) -> tuple[str, str]:
+    """(code, message) of a failed login; a proxy's HTML error page is summarised by its title, never pasted."""
+    code, message = iam_error_fields(response)
     return code, message or html_summary(response) or response.reason_phrase
 
 

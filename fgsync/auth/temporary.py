@@ -30,6 +30,7 @@ from typing import Callable, Optional, Protocol, Union
 import httpx
 
 from fgsync.auth.credentials import replayable
+from fgsync.auth.iam import iam_error_fields
 from fgsync.auth.obs_signer import ObsSigner
 from fgsync.auth.signer import mask_ak
 from fgsync.auth.tokens import parse_expires, ssl_verify
@@ -245,18 +246,8 @@ class TemporaryKeys:
 
 def _iam_error(response: httpx.Response, iam_endpoint: str) -> FgsyncError:
     status = response.status_code
-    code, message = "", response.reason_phrase
-    try:
-        data = response.json()
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
-        inner = data.get("error")
-        if isinstance(inner, dict):
-            code = str(inner.get("code") or "")
-            message = str(inner.get("message") or message)
-        code = str(data.get("error_code") or code)
-        message = str(data.get("error_msg") or message)
+    code, message = iam_error_fields(response)
+    message = message or response.reason_phrase
     request_id = response.headers.get("X-Request-Id") or response.headers.get("X-Openstack-Request-Id")
     what = f"IAM at {iam_endpoint} refused temporary OBS keys"
     kwargs = {"status": status, "code": code or f"IAM.{status}", "request_id": request_id}

@@ -46,8 +46,9 @@ def in_order(
     weight = raw = 0
     for job in jobs:
         batch.append(job)
-        raw += size(job)
-        weight += size(job) + 4096  # per-file cost beyond its bytes: open, stat, headers
+        n = size(job)
+        raw += n
+        weight += n + 4096  # per-file cost beyond its bytes: open, stat, headers
         if weight >= _BATCH_BYTES:
             batches.append((batch, raw))
             batch, weight, raw = [], 0, 0
